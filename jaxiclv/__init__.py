@@ -1,0 +1,33 @@
+"""jaxiclv: Integrated Choice and Latent Variable models by simulated maximum likelihood in JAX.
+
+Importing jaxiclv switches JAX to float64 (``jax_enable_x64``); float32 is an explicit option
+(``estimate(..., dtype=jnp.float32)``).
+"""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+from ._choice import AbstractChoice, BinaryProbit, LinearUtility, MultinomialLogit  # noqa: E402
+from ._data import DataError, Panel, PanelArrays  # noqa: E402
+from ._draws import MLHS, Halton, PseudoRandom, Sobol, make_draws  # noqa: E402
+from ._estimate import Problem, estimate  # noqa: E402
+from ._inference import covariance, hessian  # noqa: E402
+from ._latent import Structural  # noqa: E402
+from ._likelihood import individual_loglik, loglik_per_individual, simulated_loglik  # noqa: E402
+from ._measurement import AbstractMeasurement, NormalIndicators, OrderedLogit, OrderedProbit  # noqa: E402
+from ._model import ICLV  # noqa: E402
+from ._parameters import ParameterSpace, set_values  # noqa: E402
+from ._results import Results, Status  # noqa: E402
+from ._simulate import Simulated, simulate  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AbstractChoice", "AbstractMeasurement", "BinaryProbit", "DataError", "Halton", "ICLV",
+    "LinearUtility", "MLHS", "MultinomialLogit", "NormalIndicators", "OrderedLogit",
+    "OrderedProbit", "Panel", "PanelArrays", "ParameterSpace", "Problem", "PseudoRandom",
+    "Results", "Simulated", "Sobol", "Status", "Structural", "covariance", "estimate", "hessian",
+    "individual_loglik", "loglik_per_individual", "make_draws", "set_values", "simulate",
+    "simulated_loglik",
+]

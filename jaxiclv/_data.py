@@ -1,0 +1,268 @@
+"""Data: a long-format pandas table, validated and converted once to padded dense arrays.
+
+One row per choice task. Rows are grouped into individuals by the id column; indicators and
+covariates are individual-level and must be constant within an individual. Individuals with
+fewer tasks than the longest panel are padded, and ``task_mask`` removes the padding from the
+likelihood. Every array in :class:`PanelArrays` has the individuals on its leading axis, so the
+likelihood can be vmapped, chunked or sharded over that axis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from jaxtyping import Array, Bool, Float, Int
+
+__all__ = ["Panel", "PanelArrays", "DataError"]
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the column, the individual and the value."""
+
+
+class PanelArrays(eqx.Module):
+    """The dense arrays of a panel; the leading axis of every array is the individual."""
+
+    covariates: Float[Array, "N C"]
+    indicators: Float[Array, "N K"]
+    attributes: Float[Array, "N T J A"]
+    choice: Int[Array, "N T"]  # index of the chosen alternative, 0..J-1
+    available: Bool[Array, "N T J"]
+    task_mask: Bool[Array, "N T"]
+    covariate_names: tuple[str, ...] = eqx.field(static=True)
+    indicator_names: tuple[str, ...] = eqx.field(static=True)
+    attribute_names: tuple[str, ...] = eqx.field(static=True)
+
+    def indicator_columns(self, names: Sequence[str]) -> np.ndarray:
+        return np.array([self.indicator_names.index(name) for name in names], dtype=np.int32)
+
+    def covariate_columns(self, names: Sequence[str]) -> np.ndarray:
+        return np.array([self.covariate_names.index(name) for name in names], dtype=np.int32)
+
+    def attribute_columns(self, names: Sequence[str]) -> np.ndarray:
+        return np.array([self.attribute_names.index(name) for name in names], dtype=np.int32)
+
+
+def _where(df: pd.DataFrame, id_column: str, mask: np.ndarray, column: str) -> str:
+    row = int(np.flatnonzero(mask)[0])
+    return (f"column {column!r}, individual {df[id_column].iloc[row]!r} "
+            f"(row {df.index[row]!r}): value {df[column].iloc[row]!r}")
+
+
+def _numeric(df: pd.DataFrame, column: str, id_column: str, role: str) -> np.ndarray:
+    if column not in df.columns:
+        raise DataError(f"{role} column {column!r} is not in the data; columns are "
+                        f"{list(df.columns)}")
+    series = df[column]
+    if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
+        numeric = pd.to_numeric(series, errors="coerce")
+        bad = numeric.isna().to_numpy() & series.notna().to_numpy()
+        if bad.any():
+            raise DataError(f"{role} column {column!r} is not numeric: "
+                            f"{_where(df, id_column, bad, column)}")
+        series = numeric
+    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise DataError(f"{role} column {column!r} holds a missing or non-finite value: "
+                        f"{_where(df, id_column, bad, column)}")
+    return values
+
+
+def _individual_level(df, column, id_column, role, first_row, group) -> np.ndarray:
+    values = _numeric(df, column, id_column, role)
+    varying = values != values[first_row][group]
+    if varying.any():
+        row = int(np.flatnonzero(varying)[0])
+        raise DataError(
+            f"{role} column {column!r} varies within individual {df[id_column].iloc[row]!r}: "
+            f"{values[first_row][group][row]!r} on its first row, {values[row]!r} on row "
+            f"{df.index[row]!r}; {role}s must be constant within an individual")
+    return values[first_row]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Panel:
+    """A validated panel of choices, indicators and covariates.
+
+    Build it with :meth:`Panel.from_dataframe`. ``arrays`` holds the padded dense arrays that
+    the likelihood consumes; ``ids`` the individuals' ids in the order of the leading axis.
+    """
+
+    arrays: PanelArrays
+    ids: np.ndarray
+    alternatives: tuple
+    id_column: str
+
+    @property
+    def n_individuals(self) -> int:
+        return int(self.arrays.task_mask.shape[0])
+
+    @property
+    def n_tasks(self) -> int:
+        """Largest number of tasks of any individual (the padded task axis)."""
+        return int(self.arrays.task_mask.shape[1])
+
+    @property
+    def n_observations(self) -> int:
+        """Number of choice tasks observed, padding excluded."""
+        return int(np.asarray(self.arrays.task_mask).sum())
+
+    @property
+    def n_alternatives(self) -> int:
+        return int(self.arrays.available.shape[2])
+
+    @classmethod
+    def from_dataframe(
+        cls,
+        df: pd.DataFrame,
+        *,
+        id: str,
+        choice: str,
+        attributes: Sequence[str] | Mapping[str, Sequence[str | None]] = (),
+        indicators: Sequence[str] = (),
+        covariates: Sequence[str] = (),
+        alternatives: Sequence | None = None,
+        availability: Sequence[str] | None = None,
+    ) -> "Panel":
+        """Validate a long-format table (one row per choice task) and convert it to arrays.
+
+        Parameters
+        ----------
+        df: one row per choice task.
+        id: column that groups rows into individuals.
+        choice: column with the chosen alternative. Binary choice (``attributes`` a list):
+            0 or 1. Multinomial choice (``attributes`` a mapping): one of ``alternatives``.
+        attributes: binary choice: a list of columns, one attribute each. Multinomial choice:
+            a mapping ``attribute -> [column for alternative 1, ..., column for alternative J]``;
+            ``None`` for an alternative that does not have the attribute (it is set to 0).
+        indicators: individual-level indicator columns (e.g. Likert items).
+        covariates: individual-level covariate columns (explain the latent variables).
+        alternatives: the codes of the J alternatives in the choice column, in the order of the
+            attribute columns. Required for multinomial choice.
+        availability: multinomial choice only: one 0/1 column per alternative; all available
+            if omitted.
+        """
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"Panel.from_dataframe needs a pandas DataFrame, got {type(df).__name__}")
+        if len(df) == 0:
+            raise DataError("the data are empty: no rows")
+        for column, role in ((id, "id"), (choice, "choice")):
+            if column not in df.columns:
+                raise DataError(f"{role} column {column!r} is not in the data; columns are "
+                                f"{list(df.columns)}")
+        if df[id].isna().any():
+            raise DataError(f"id column {id!r} has a missing value in row "
+                            f"{df.index[int(np.flatnonzero(df[id].isna().to_numpy())[0])]!r}")
+
+        ids, group = np.unique(df[id].to_numpy(), return_inverse=True)
+        n_individuals = len(ids)
+        # position of each row within its individual, in the order the rows appear
+        order = np.argsort(group, kind="stable")
+        counts = np.bincount(group, minlength=n_individuals)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        task = np.empty(len(df), dtype=np.int64)
+        task[order] = np.arange(len(df)) - np.repeat(starts, counts)
+        first_row = order[starts]
+        n_tasks = int(counts.max())
+
+        # attributes: binary (list of columns) or multinomial (mapping to per-alternative columns)
+        multinomial = isinstance(attributes, Mapping)
+        if multinomial:
+            attribute_names = tuple(attributes)
+            if alternatives is None:
+                raise DataError("multinomial choice (attributes given as a mapping) needs "
+                                "`alternatives`: the codes of the alternatives in the choice column")
+            alternatives = tuple(alternatives)
+            n_alternatives = len(alternatives)
+            if n_alternatives < 2:
+                raise DataError(f"a multinomial choice needs at least two alternatives, got {alternatives}")
+            for name, columns in attributes.items():
+                if len(columns) != n_alternatives:
+                    raise DataError(f"attribute {name!r} lists {len(columns)} columns for "
+                                    f"{n_alternatives} alternatives {alternatives}")
+            attribute_rows = np.stack(
+                [np.stack([np.zeros(len(df)) if column is None
+                           else _numeric(df, column, id, "attribute")
+                           for column in attributes[name]], axis=-1)
+                 for name in attribute_names], axis=-1) if attribute_names else np.zeros((len(df), n_alternatives, 0))
+        else:
+            attribute_names = tuple(attributes)
+            if alternatives is None:
+                alternatives = (0, 1)
+            alternatives = tuple(alternatives)
+            if len(alternatives) != 2:
+                raise DataError(f"binary choice (attributes given as a list) has two alternatives, "
+                                f"got {alternatives}")
+            if availability is not None:
+                raise DataError("availability columns apply to multinomial choice only")
+            n_alternatives = 1  # one utility difference: P(choice = alternatives[1]) = F(V)
+            attribute_rows = np.stack(
+                [_numeric(df, column, id, "attribute") for column in attribute_names], axis=-1
+            )[:, None, :] if attribute_names else np.zeros((len(df), 1, 0))
+
+        # choice codes -> indices
+        choice_values = df[choice].to_numpy()
+        if pd.isna(choice_values).any():
+            raise DataError(f"choice column {choice!r} has a missing value: "
+                            f"{_where(df, id, pd.isna(choice_values), choice)}")
+        codes = {code: index for index, code in enumerate(alternatives)}
+        unknown = np.array([value not in codes for value in choice_values])
+        if unknown.any():
+            raise DataError(f"choice column {choice!r} holds a value outside the alternatives "
+                            f"{alternatives}: {_where(df, id, unknown, choice)}")
+        choice_index = np.array([codes[value] for value in choice_values], dtype=np.int32)
+
+        if availability is not None:
+            if len(availability) != n_alternatives:
+                raise DataError(f"availability lists {len(availability)} columns for "
+                                f"{n_alternatives} alternatives")
+            available_rows = np.stack([_numeric(df, column, id, "availability")
+                                       for column in availability], axis=-1)
+            for column, values in zip(availability, available_rows.T):
+                bad = (values != 0) & (values != 1)
+                if bad.any():
+                    raise DataError(f"availability column {column!r} must be 0 or 1: "
+                                    f"{_where(df, id, bad, column)}")
+            available_rows = available_rows.astype(bool)
+            unavailable = ~available_rows[np.arange(len(df)), choice_index]
+            if unavailable.any():
+                raise DataError(f"the chosen alternative is not available: "
+                                f"{_where(df, id, unavailable, choice)}")
+        else:
+            available_rows = np.ones((len(df), n_alternatives), dtype=bool)
+
+        indicator_values = np.stack(
+            [_individual_level(df, c, id, "indicator", first_row, group) for c in indicators],
+            axis=-1) if len(indicators) else np.zeros((n_individuals, 0))
+        covariate_values = np.stack(
+            [_individual_level(df, c, id, "covariate", first_row, group) for c in covariates],
+            axis=-1) if len(covariates) else np.zeros((n_individuals, 0))
+
+        # padded dense arrays [N, T_max, ...]; padding is zero and masked out
+        attribute_array = np.zeros((n_individuals, n_tasks, n_alternatives, len(attribute_names)))
+        attribute_array[group, task] = attribute_rows
+        choice_array = np.zeros((n_individuals, n_tasks), dtype=np.int32)
+        choice_array[group, task] = choice_index
+        available_array = np.zeros((n_individuals, n_tasks, n_alternatives), dtype=bool)
+        available_array[group, task] = available_rows
+        task_mask = np.zeros((n_individuals, n_tasks), dtype=bool)
+        task_mask[group, task] = True
+
+        arrays = PanelArrays(
+            covariates=jnp.asarray(covariate_values),
+            indicators=jnp.asarray(indicator_values),
+            attributes=jnp.asarray(attribute_array),
+            choice=jnp.asarray(choice_array),
+            available=jnp.asarray(available_array),
+            task_mask=jnp.asarray(task_mask),
+            covariate_names=tuple(covariates),
+            indicator_names=tuple(indicators),
+            attribute_names=attribute_names,
+        )
+        return cls(arrays=arrays, ids=ids, alternatives=alternatives, id_column=id)

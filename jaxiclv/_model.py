@@ -1,0 +1,114 @@
+"""The ICLV model: a structural model, measurement blocks and a choice model.
+
+``log L_ir = sum_blocks log f(indicators_i | LV_ir) + sum_t log P(choice_it | LV_ir)`` with
+``LV_ir = structural(covariates_i, eta_ir)``: :meth:`ICLV.draw_loglik` is that one function,
+for one individual and one draw; :mod:`jaxiclv._likelihood` maps it over draws and individuals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ._choice import AbstractChoice, BinaryProbit
+from ._data import DataError, Panel, PanelArrays
+from ._latent import Structural
+from ._measurement import AbstractMeasurement
+from ._parameters import replace_fields
+
+__all__ = ["ICLV"]
+
+
+class ICLV(eqx.Module):
+    """An integrated choice and latent variable model.
+
+    ``latent``: the :class:`Structural` model; ``measurement``: one or more measurement blocks;
+    ``choice``: a choice model, or ``None`` for a measurement-only (MIMIC) model.
+    """
+
+    latent: Structural
+    measurement: tuple[AbstractMeasurement, ...]
+    choice: AbstractChoice | None
+
+    def __init__(self, latent: Structural,
+                 measurement: AbstractMeasurement | Sequence[AbstractMeasurement] = (),
+                 choice: AbstractChoice | None = None):
+        if isinstance(measurement, AbstractMeasurement):
+            measurement = (measurement,)
+        self.latent = latent
+        self.measurement = tuple(measurement)
+        self.choice = choice
+        used = [(type(c).__name__, lv) for c in (*self.measurement, *([choice] if choice else []))
+                for lv in c.latent]
+        for component, lv in used:
+            if lv not in latent.names:
+                raise ValueError(f"{component} uses latent variable {lv!r}, which the structural "
+                                 f"model does not define; it defines {latent.names}")
+        indicators = [i for block in self.measurement for i in block.indicators]
+        repeated = sorted({i for i in indicators if indicators.count(i) > 1})
+        if repeated:
+            raise ValueError(f"indicators appear in more than one measurement block: {repeated}")
+
+    @property
+    def n_draw_dims(self) -> int:
+        """Dimensions of the draws: one standard normal per latent variable."""
+        return self.latent.n_latent
+
+    def _lv_index(self, names: Sequence[str]) -> np.ndarray:
+        return np.array([self.latent.names.index(n) for n in names], dtype=np.int32)
+
+    def draw_loglik(self, x: PanelArrays, eta: Float[Array, " D"]) -> Float[Array, ""]:
+        """``log L_ir``: the log-likelihood of one individual's data ``x`` at one draw ``eta``."""
+        lv = self.latent(x.covariates[x.covariate_columns(self.latent.covariates)], eta)  # (L,)
+        total = jnp.zeros((), dtype=eta.dtype)
+        for block in self.measurement:
+            total = total + block.loglik(x.indicators[x.indicator_columns(block.indicators)],
+                                         lv[self._lv_index(block.latent)])
+        if self.choice is not None:
+            attributes = x.attributes[:, :, x.attribute_columns(self.choice.attributes)]
+            total = total + self.choice.loglik(attributes, x.choice, x.available, x.task_mask,
+                                               lv[self._lv_index(self.choice.latent)])
+        return total
+
+    def check_data(self, panel: Panel) -> None:
+        """Raise a :class:`DataError` if ``panel`` lacks what the model reads or holds values
+        that the model cannot explain (a Likert value outside 1..levels, say)."""
+        arrays = panel.arrays
+        for role, needed, present in (
+                ("covariate", self.latent.covariates, arrays.covariate_names),
+                ("indicator", [i for b in self.measurement for i in b.indicators],
+                 arrays.indicator_names),
+                ("attribute", self.choice.attributes if self.choice else (),
+                 arrays.attribute_names)):
+            missing = [name for name in needed if name not in present]
+            if missing:
+                raise DataError(f"the model uses {role}s {missing} that the panel does not hold; "
+                                f"the panel's {role}s are {list(present)}")
+        indicators = np.asarray(arrays.indicators)
+        for block in self.measurement:
+            block.check_data(indicators[:, arrays.indicator_columns(block.indicators)], panel.ids)
+        if self.choice is not None:
+            binary_model = isinstance(self.choice, BinaryProbit)
+            binary_panel = arrays.available.shape[2] == 1
+            if binary_model != binary_panel:
+                raise DataError(
+                    f"{type(self.choice).__name__} needs a panel built for "
+                    f"{'binary' if binary_model else 'multinomial'} choice, but the panel is "
+                    f"{'binary' if binary_panel else 'multinomial'} (attributes given as a "
+                    f"{'list' if binary_panel else 'mapping'})")
+            if not binary_model and panel.n_alternatives != self.choice.n_alternatives:
+                raise DataError(f"the choice model has {self.choice.n_alternatives} alternatives, "
+                                f"the panel {panel.n_alternatives} {panel.alternatives}")
+
+    def labels(self) -> "ICLV":
+        return replace_fields(self, latent=self.latent.labels(),
+                              measurement=tuple(b.labels() for b in self.measurement),
+                              choice=self.choice.labels() if self.choice is not None else None)
+
+    def fixed_labels(self) -> tuple[str, ...]:
+        components = (self.latent, *self.measurement, *([self.choice] if self.choice else []))
+        return tuple(name for c in components for name in c.fixed_labels())

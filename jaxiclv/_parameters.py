@@ -1,0 +1,124 @@
+"""The map between a model (an Equinox module of parameter arrays) and the flat vector of its
+free parameters, with one name per parameter.
+
+Every component labels each element of its parameter arrays: a name for a parameter, ``""``
+for a structural zero (an effect that is not in the model). A parameter is free unless it is a
+structural zero, fixed by the component's normalisation, or fixed by the user; fixed and
+structural-zero elements keep the values they have in the template model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Iterable, Mapping
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["ParameterSpace", "replace_fields"]
+
+
+def replace_fields(module: eqx.Module, **fields) -> eqx.Module:
+    """A copy of ``module`` with the named fields replaced (works for any field values)."""
+    names = tuple(fields)
+    return eqx.tree_at(lambda m: tuple(getattr(m, k) for k in names), module,
+                       tuple(fields[k] for k in names), is_leaf=lambda x: x is None)
+
+
+def _label_leaves(model) -> list[np.ndarray]:
+    """The label arrays of ``model``, in the order of ``jax.tree.leaves(model)``."""
+    labels = jax.tree.leaves(model.labels())
+    params = jax.tree.leaves(model)
+    if len(labels) != len(params) or any(np.shape(a) != np.shape(b) for a, b in zip(labels, params)):
+        raise TypeError(f"{type(model).__name__}.labels() does not mirror its parameter arrays")
+    return [np.asarray(label, dtype=str) for label in labels]
+
+
+def _unknown_name_error(name: str, known: Iterable[str]) -> KeyError:
+    close = difflib.get_close_matches(name, list(known), n=3)
+    hint = f"; did you mean {close}?" if close else ""
+    return KeyError(f"no parameter named {name!r} in the model{hint}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ParameterSpace:
+    """Flat vector of free parameters <-> model.
+
+    ``names[p]`` names ``theta[p]``; ``fixed_names`` are the labelled parameters held at their
+    template values.
+    """
+
+    template: eqx.Module
+    free: tuple[np.ndarray, ...]  # per parameter leaf: flat indices of its free elements
+    names: tuple[str, ...]
+    fixed_names: tuple[str, ...]
+    treedef: object
+
+    @classmethod
+    def from_model(cls, model, fixed: Iterable[str] = ()) -> "ParameterSpace":
+        leaves, treedef = jax.tree.flatten(model)
+        labels = _label_leaves(model)
+        all_names = [name for label in labels for name in label.ravel() if name]
+        duplicates = sorted({n for n in all_names if all_names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"parameter names must be unique; repeated: {duplicates}")
+        fixed = set(model.fixed_labels()) | set(fixed)
+        for name in fixed:
+            if name not in all_names:
+                raise _unknown_name_error(name, all_names)
+        free = tuple(np.flatnonzero([bool(n) and n not in fixed for n in label.ravel()])
+                     for label in labels)
+        names = tuple(label.ravel()[index] for label, index in zip(labels, free))
+        return cls(template=model, free=free,
+                   names=tuple(str(n) for group in names for n in group),
+                   fixed_names=tuple(n for n in all_names if n in fixed), treedef=treedef)
+
+    @property
+    def size(self) -> int:
+        return len(self.names)
+
+    def flatten(self, model) -> jax.Array:
+        """The free parameters of ``model`` as a vector of shape ``(P,)``."""
+        leaves = jax.tree.leaves(model)
+        return jnp.concatenate([jnp.ravel(leaf)[index] for leaf, index in zip(leaves, self.free)])
+
+    def unflatten(self, theta: jax.Array) -> eqx.Module:
+        """The template model with its free parameters replaced by ``theta``."""
+        leaves = []
+        start = 0
+        for leaf, index in zip(jax.tree.leaves(self.template), self.free):
+            leaf = jnp.asarray(leaf, dtype=theta.dtype)
+            stop = start + index.size
+            leaves.append(jnp.ravel(leaf).at[index].set(theta[start:stop]).reshape(leaf.shape))
+            start = stop
+        return jax.tree.unflatten(self.treedef, leaves)
+
+    def values(self, model) -> dict[str, float]:
+        """Every labelled parameter (free and fixed) of ``model`` by name."""
+        out = {}
+        for leaf, label in zip(jax.tree.leaves(model), _label_leaves(model)):
+            for name, value in zip(label.ravel(), np.asarray(leaf).ravel()):
+                if name:
+                    out[str(name)] = float(value)
+        return out
+
+
+def set_values(model, values: Mapping[str, float]):
+    """A copy of ``model`` with the named parameters set to ``values``."""
+    leaves, treedef = jax.tree.flatten(model)
+    labels = _label_leaves(model)
+    known = {str(n) for label in labels for n in label.ravel() if n}
+    for name in values:
+        if name not in known:
+            raise _unknown_name_error(name, known)
+    new_leaves = []
+    for leaf, label in zip(leaves, labels):
+        array = np.array(leaf, dtype=np.float64)
+        for index, name in np.ndenumerate(label):
+            if name in values:
+                array[index] = values[name]
+        new_leaves.append(jnp.asarray(array, dtype=jnp.asarray(leaf).dtype))
+    return jax.tree.unflatten(treedef, new_leaves)

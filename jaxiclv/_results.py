@@ -1,0 +1,129 @@
+"""Estimation results: data, with views (tables, text) computed on demand. Nothing prints."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["Results", "Status"]
+
+
+class Status(enum.Enum):
+    """How the optimiser stopped."""
+
+    CONVERGED = "converged"
+    MAX_ITERATIONS = "maximum number of iterations reached"
+    STALLED = "no further improvement (line search failed before convergence)"
+    NON_FINITE = "the log-likelihood or its gradient is not finite"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Results:
+    """The result of :func:`jaxiclv.estimate`.
+
+    Names follow statsmodels: ``params``, ``bse``, ``tvalues``, ``pvalues``, ``llf``, ``aic``,
+    ``bic``, ``cov_params()``. ``model`` is the fitted model (an Equinox module).
+    """
+
+    model: object
+    names: tuple[str, ...]
+    estimates: np.ndarray
+    cov: np.ndarray
+    cov_type: str
+    cov_message: str
+    hessian: np.ndarray
+    fixed: dict[str, float]
+    llf: float
+    llf_start: float
+    n_individuals: int
+    n_observations: int
+    n_draws: int
+    iterations: int
+    seconds: float
+    status: Status
+    message: str
+    gradient_norm: float
+    history: np.ndarray
+    optimizer: str
+
+    @property
+    def converged(self) -> bool:
+        return self.status is Status.CONVERGED
+
+    @property
+    def n_params(self) -> int:
+        return len(self.names)
+
+    @property
+    def params(self) -> pd.Series:
+        return pd.Series(self.estimates, index=list(self.names), name="estimate")
+
+    @property
+    def bse(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.cov)), index=list(self.names), name="std err")
+
+    @property
+    def tvalues(self) -> pd.Series:
+        return (self.params / self.bse).rename("t")
+
+    @property
+    def pvalues(self) -> pd.Series:
+        return pd.Series(2.0 * stats.norm.sf(np.abs(self.tvalues.to_numpy())),
+                         index=list(self.names), name="p")
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.llf + 2.0 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        """``-2 LL + P log N`` with N the number of individuals (the independent units)."""
+        return -2.0 * self.llf + self.n_params * np.log(self.n_individuals)
+
+    def cov_params(self) -> pd.DataFrame:
+        return pd.DataFrame(self.cov, index=list(self.names), columns=list(self.names))
+
+    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        half = stats.norm.ppf(1.0 - alpha / 2.0) * self.bse
+        return pd.DataFrame({"lower": self.params - half, "upper": self.params + half})
+
+    def table(self) -> pd.DataFrame:
+        """One row per free parameter: estimate, standard error, t, p."""
+        return pd.concat([self.params, self.bse, self.tvalues, self.pvalues], axis=1)
+
+    def fit_statistics(self) -> pd.Series:
+        return pd.Series({
+            "status": self.status.name.lower(),
+            "message": self.message,
+            "log-likelihood at start": self.llf_start,
+            "log-likelihood": self.llf,
+            "AIC": self.aic,
+            "BIC": self.bic,
+            "individuals": self.n_individuals,
+            "observations (choice tasks)": self.n_observations,
+            "draws per individual": self.n_draws,
+            "free parameters": self.n_params,
+            "fixed parameters": len(self.fixed),
+            "iterations": self.iterations,
+            "seconds": round(self.seconds, 3),
+            "optimizer": self.optimizer,
+            "gradient norm (max abs)": self.gradient_norm,
+            "covariance": self.cov_type + (f" ({self.cov_message})" if self.cov_message else ""),
+        }, name="value", dtype=object)
+
+    def summary(self, extra: pd.DataFrame | None = None) -> str:
+        """The fit statistics and the parameter table as text; ``extra`` columns (e.g. true
+        values), indexed by parameter name, are joined to the table."""
+        table = self.table()
+        if extra is not None:
+            table = table.join(extra)
+        with pd.option_context("display.max_rows", None, "display.width", 120,
+                               "display.float_format", "{:.6g}".format):
+            fixed = ("\nFixed parameters: " + ", ".join(f"{k} = {v:g}" for k, v in self.fixed.items())
+                     if self.fixed else "")
+            return (f"ICLV model estimated by simulated maximum likelihood\n"
+                    f"{self.fit_statistics().to_string()}\n\n{table.to_string()}{fixed}")
