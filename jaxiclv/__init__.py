@@ -11,7 +11,10 @@ jax.config.update("jax_enable_x64", True)
 from ._choice import AbstractChoice, BinaryProbit, LinearUtility, MultinomialLogit  # noqa: E402
 from ._data import DataError, Panel, PanelArrays  # noqa: E402
 from ._draws import MLHS, Halton, PseudoRandom, Sobol, make_draws  # noqa: E402
-from ._estimate import Problem, estimate  # noqa: E402
+from ._estimate import estimate  # noqa: E402
+from ._gradients import (loglik_and_grad, loglik_and_grad_per_individual,  # noqa: E402
+                         simulated_loglik_analytic)
+from ._problem import GRADIENTS, Problem  # noqa: E402
 from ._inference import covariance, hessian  # noqa: E402
 from ._latent import Structural  # noqa: E402
 from ._likelihood import individual_loglik, loglik_per_individual, simulated_loglik  # noqa: E402
@@ -24,7 +27,8 @@ from ._simulate import Simulated, simulate  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "AbstractChoice", "AbstractMeasurement", "BinaryProbit", "DataError", "Halton", "ICLV",
+    "AbstractChoice", "AbstractMeasurement", "BinaryProbit", "DataError", "GRADIENTS", "Halton",
+    "ICLV", "loglik_and_grad", "loglik_and_grad_per_individual", "simulated_loglik_analytic",
     "LinearUtility", "MLHS", "MultinomialLogit", "NormalIndicators", "OrderedLogit",
     "OrderedProbit", "Panel", "PanelArrays", "ParameterSpace", "Problem", "PseudoRandom",
     "Results", "Simulated", "Sobol", "Status", "Structural", "covariance", "estimate", "hessian",

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from ._kernels import binary_probit_log_prob, multinomial_logit_log_prob
+from ._kernels import (binary_probit_dlogp, binary_probit_log_prob, multinomial_logit_dlogp,
+                       multinomial_logit_log_prob)
 from ._parameters import replace_fields
 
 __all__ = ["LinearUtility", "AbstractChoice", "BinaryProbit", "MultinomialLogit"]
@@ -57,6 +58,16 @@ class LinearUtility(eqx.Module):
 
     def __call__(self, x: Float[Array, "J A"], lv: Float[Array, " L"]) -> Float[Array, " J"]:
         return self.asc + x @ (self.beta + self.kappa @ lv) + self.theta @ lv
+
+    def vjp(self, x: Float[Array, "T J A"], lv: Float[Array, "R L"], d_utility: Float[Array, "R T J"]):
+        """Hand-derived pullback of ``V_rtj`` over draws and tasks: ``(d params, d LV (R, L))``
+        for the cotangent ``d_utility`` of the utilities."""
+        by_draw = d_utility.sum(axis=1)  # (R, J)
+        by_task = d_utility.sum(axis=0)  # (T, J)
+        d_x = jnp.einsum("rtj,tja->ra", d_utility, x)  # (R, A): sum_tj dV_rtj x_tja
+        grads = replace_fields(self, asc=by_task.sum(0), beta=jnp.einsum("tj,tja->a", by_task, x),
+                               theta=by_draw.T @ lv, kappa=d_x.T @ lv)
+        return grads, by_draw @ self.theta + d_x @ self.kappa
 
     def labels(self):
         single = len(self.alternatives) == 1
@@ -110,6 +121,11 @@ class AbstractChoice(eqx.Module):
         """``log P(choice_t)`` for each task."""
 
     @abc.abstractmethod
+    def dlogp(self, utility: Float[Array, "T J"], choice: Int[Array, " T"],
+              available: Bool[Array, "T J"], log_prob: Float[Array, " T"]) -> Float[Array, "T J"]:
+        """``d log P(choice_t) / d V_tj``, hand-derived."""
+
+    @abc.abstractmethod
     def sample_choice(self, rng: np.random.Generator, utility: np.ndarray,
                       available: np.ndarray) -> np.ndarray:
         """Choices ``(N, T)`` (indices) simulated from utilities ``(N, T, J)``."""
@@ -117,10 +133,28 @@ class AbstractChoice(eqx.Module):
     def task_utilities(self, x: Float[Array, "T J A"], lv: Float[Array, " L"]) -> Float[Array, "T J"]:
         return jax.vmap(self.utility, in_axes=(0, None))(x, lv)
 
+    def terms(self, x, choice, available, task_mask, lv):
+        """``(sum_t log P(choice_t | LV), (V, log P))`` over the observed (unpadded) tasks."""
+        utility = self.task_utilities(x, lv)  # (T, J)
+        log_p = self.log_prob(utility, choice, available)  # (T,)
+        return jnp.sum(jnp.where(task_mask, log_p, 0.0)), (utility, log_p)
+
     def loglik(self, x, choice, available, task_mask, lv) -> Float[Array, ""]:
         """``sum_t log P(choice_t | LV)`` over the individual's observed (unpadded) tasks."""
-        log_p = self.log_prob(self.task_utilities(x, lv), choice, available)
-        return jnp.sum(jnp.where(task_mask, log_p, 0.0))
+        return self.terms(x, choice, available, task_mask, lv)[0]
+
+    def loglik_vjp(self, x, choice, available, task_mask, lv: Float[Array, "R L"]):
+        """Per-draw log-likelihoods ``(R,)`` and their hand-derived pullback ``vjp(w)``."""
+        loglik, (utility, log_p) = jax.vmap(self.terms, in_axes=(None, None, None, None, 0))(
+            x, choice, available, task_mask, lv)  # (R,), (R, T, J), (R, T)
+
+        def vjp(w):
+            d_utility = jax.vmap(self.dlogp, in_axes=(0, None, None, 0))(
+                utility, choice, available, log_p)  # (R, T, J)
+            weight = w[:, None, None] * task_mask[None, :, None]
+            d_utility_params, d_lv = self.utility.vjp(x, lv, weight * d_utility)
+            return replace_fields(self, utility=d_utility_params), d_lv
+        return loglik, vjp
 
     def labels(self):
         return replace_fields(self, utility=self.utility.labels())
@@ -148,7 +182,10 @@ class BinaryProbit(AbstractChoice):
             kappa_in=_interaction_mask(attributes, latent, interactions))
 
     def log_prob(self, utility, choice, available):
-        return binary_probit_log_prob(utility[:, 0], choice)
+        return binary_probit_log_prob(utility[..., 0], choice)
+
+    def dlogp(self, utility, choice, available, log_prob):
+        return binary_probit_dlogp(utility[..., 0], choice, log_prob)[..., None]
 
     def sample_choice(self, rng, utility, available):
         return (utility[..., 0] + rng.standard_normal(utility.shape[:-1]) > 0).astype(np.int32)
@@ -185,6 +222,9 @@ class MultinomialLogit(AbstractChoice):
 
     def log_prob(self, utility, choice, available):
         return multinomial_logit_log_prob(utility, choice, available)
+
+    def dlogp(self, utility, choice, available, log_prob):
+        return multinomial_logit_dlogp(utility, choice, available)
 
     def sample_choice(self, rng, utility, available):
         noisy = np.where(available, utility + rng.gumbel(size=utility.shape), -np.inf)

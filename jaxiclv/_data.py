@@ -48,22 +48,64 @@ class PanelArrays(eqx.Module):
         return np.array([self.attribute_names.index(name) for name in names], dtype=np.int32)
 
 
+def _show(value) -> str:
+    """``repr`` of a data value, with numpy scalars shown as plain Python values."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
 def _where(df: pd.DataFrame, id_column: str, mask: np.ndarray, column: str) -> str:
+    """Column, individual, row label and value of the first row where ``mask`` holds."""
     row = int(np.flatnonzero(mask)[0])
-    return (f"column {column!r}, individual {df[id_column].iloc[row]!r} "
-            f"(row {df.index[row]!r}): value {df[column].iloc[row]!r}")
+    return (f"column {column!r}, individual {_show(df[id_column].iloc[row])} "
+            f"(row {_show(df.index[row])}): value {_show(df[column].iloc[row])}")
 
 
-def _numeric(df: pd.DataFrame, column: str, id_column: str, role: str) -> np.ndarray:
+def _column(df: pd.DataFrame, column, role: str) -> pd.Series:
+    """The column ``column`` of ``df``, which must exist exactly once."""
     if column not in df.columns:
         raise DataError(f"{role} column {column!r} is not in the data; columns are "
                         f"{list(df.columns)}")
     series = df[column]
-    if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
-        numeric = pd.to_numeric(series, errors="coerce")
-        bad = numeric.isna().to_numpy() & series.notna().to_numpy()
+    if isinstance(series, pd.DataFrame):
+        raise DataError(f"{role} column {column!r} appears {series.shape[1]} times in the data; "
+                        f"column names must be unique")
+    return series
+
+
+def _names(names, role: str, what: str = "column names") -> tuple:
+    """A list of ``what`` (column names, or codes), not a single string and without repeats."""
+    if isinstance(names, str):
+        raise TypeError(f"{role}s must be given as a list of {what}, got the string {names!r}; "
+                        f"write [{names!r}] for a single one")
+    names = tuple(names)
+    repeated = list(dict.fromkeys(_show(n) for n in names if names.count(n) > 1))
+    if repeated:
+        raise DataError(f"{role}s repeat {what}: {', '.join(repeated)}")
+    return names
+
+
+def _is_real(series: pd.Series) -> bool:
+    return pd.api.types.is_bool_dtype(series) or (
+        pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_complex_dtype(series))
+
+
+def _numeric(df: pd.DataFrame, column: str, id_column: str, role: str) -> np.ndarray:
+    """The column as finite float64 values; a :class:`DataError` names the first bad value."""
+    series = _column(df, column, role)
+    if not _is_real(series):
+        present = series.notna().to_numpy()
+        if (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
+                or isinstance(series.dtype, pd.CategoricalDtype)):
+            numeric = pd.to_numeric(series, errors="coerce")
+            bad = numeric.isna().to_numpy() & present
+            if not bad.any() and not _is_real(numeric):  # e.g. complex numbers
+                bad = present
+        else:  # datetimes, time spans, complex numbers: not real numbers, whatever the value
+            numeric, bad = series, np.ones(len(series), dtype=bool)
         if bad.any():
-            raise DataError(f"{role} column {column!r} is not numeric: "
+            raise DataError(f"{role} column {column!r} is not numeric (dtype {series.dtype}): "
                             f"{_where(df, id_column, bad, column)}")
         series = numeric
     values = series.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -75,15 +117,47 @@ def _numeric(df: pd.DataFrame, column: str, id_column: str, role: str) -> np.nda
 
 
 def _individual_level(df, column, id_column, role, first_row, group) -> np.ndarray:
+    """One value per individual of a column that must be constant within an individual."""
     values = _numeric(df, column, id_column, role)
     varying = values != values[first_row][group]
     if varying.any():
         row = int(np.flatnonzero(varying)[0])
         raise DataError(
-            f"{role} column {column!r} varies within individual {df[id_column].iloc[row]!r}: "
-            f"{values[first_row][group][row]!r} on its first row, {values[row]!r} on row "
-            f"{df.index[row]!r}; {role}s must be constant within an individual")
+            f"{role} column {column!r} varies within individual "
+            f"{_show(df[id_column].iloc[row])}: value {_show(values[first_row][group][row])} on "
+            f"its first row (row {_show(df.index[first_row[group[row]]])}), value "
+            f"{_show(values[row])} on row {_show(df.index[row])}; {role}s must be constant "
+            f"within an individual")
     return values[first_row]
+
+
+def _group(df: pd.DataFrame, id_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct ids and, for every row, the index of its individual."""
+    series = _column(df, id_column, "id")
+    missing = series.isna().to_numpy()
+    if missing.any():
+        raise DataError(f"id column {id_column!r} has a missing value "
+                        f"{_show(series.iloc[int(np.flatnonzero(missing)[0])])} in row "
+                        f"{_show(df.index[int(np.flatnonzero(missing)[0])])}")
+    values = series.to_numpy()
+    try:
+        return np.unique(values, return_inverse=True)
+    except TypeError:  # values that cannot be ordered: numbers mixed with strings, say
+        pass
+
+    def kind(value):
+        return "number" if isinstance(value, (int, float, np.number)) else type(value).__name__
+
+    kinds = np.array([kind(v) for v in values], dtype=object)
+    other = kinds != kinds[0]
+    if not other.any():
+        raise DataError(f"id column {id_column!r} holds values of type {kinds[0]} that cannot "
+                        f"be sorted; use numbers or strings as ids")
+    row = int(np.flatnonzero(other)[0])
+    raise DataError(
+        f"id column {id_column!r} mixes ids of different types: {_show(values[0])} "
+        f"({kinds[0]}, row {_show(df.index[0])}) and {_show(values[row])} ({kinds[row]}, row "
+        f"{_show(df.index[row])}); use one type (12 and '12' would be different individuals)")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -135,9 +209,10 @@ class Panel:
         Parameters
         ----------
         df: one row per choice task.
-        id: column that groups rows into individuals.
+        id: column that groups rows into individuals (numbers or strings, not a mixture).
         choice: column with the chosen alternative. Binary choice (``attributes`` a list):
-            0 or 1. Multinomial choice (``attributes`` a mapping): one of ``alternatives``.
+            0 or 1 (or the two codes in ``alternatives``). Multinomial choice (``attributes`` a
+            mapping): one of ``alternatives``.
         attributes: binary choice: a list of columns, one attribute each. Multinomial choice:
             a mapping ``attribute -> [column for alternative 1, ..., column for alternative J]``;
             ``None`` for an alternative that does not have the attribute (it is set to 0).
@@ -147,20 +222,28 @@ class Panel:
             attribute columns. Required for multinomial choice.
         availability: multinomial choice only: one 0/1 column per alternative; all available
             if omitted.
+
+        Every row is used: nothing is dropped, and anything that cannot be used raises a
+        :class:`DataError` that names the column, the individual, the row and the value.
+        Errors: a missing column; a missing, infinite or non-numeric value in a numeric column;
+        an indicator or covariate that varies within an individual; a choice outside the
+        alternatives; a chosen alternative that is not available; an availability value other
+        than 0 or 1; no rows at all; and an individual with no usable task. A task is usable
+        when it can tell the alternatives apart: every binary task, and a multinomial task with
+        at least two available alternatives. A multinomial task with a single available
+        alternative is kept (its probability is 1, it adds nothing to the likelihood), but an
+        individual none of whose tasks is usable carries no information about the choice model,
+        which is almost always a mistake in the availability columns. Likert values are checked
+        against the number of levels when a model meets the panel (``ICLV.check_data``).
         """
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"Panel.from_dataframe needs a pandas DataFrame, got {type(df).__name__}")
         if len(df) == 0:
             raise DataError("the data are empty: no rows")
-        for column, role in ((id, "id"), (choice, "choice")):
-            if column not in df.columns:
-                raise DataError(f"{role} column {column!r} is not in the data; columns are "
-                                f"{list(df.columns)}")
-        if df[id].isna().any():
-            raise DataError(f"id column {id!r} has a missing value in row "
-                            f"{df.index[int(np.flatnonzero(df[id].isna().to_numpy())[0])]!r}")
-
-        ids, group = np.unique(df[id].to_numpy(), return_inverse=True)
+        indicators = _names(indicators, "indicator")
+        covariates = _names(covariates, "covariate")
+        ids, group = _group(df, id)
+        choice_values = _column(df, choice, "choice").to_numpy()
         n_individuals = len(ids)
         # position of each row within its individual, in the order the rows appear
         order = np.argsort(group, kind="stable")
@@ -178,24 +261,23 @@ class Panel:
             if alternatives is None:
                 raise DataError("multinomial choice (attributes given as a mapping) needs "
                                 "`alternatives`: the codes of the alternatives in the choice column")
-            alternatives = tuple(alternatives)
+            alternatives = _names(alternatives, "alternative", "codes")
             n_alternatives = len(alternatives)
             if n_alternatives < 2:
                 raise DataError(f"a multinomial choice needs at least two alternatives, got {alternatives}")
             for name, columns in attributes.items():
-                if len(columns) != n_alternatives:
-                    raise DataError(f"attribute {name!r} lists {len(columns)} columns for "
-                                    f"{n_alternatives} alternatives {alternatives}")
+                if isinstance(columns, str) or len(columns) != n_alternatives:
+                    raise DataError(f"attribute {name!r} needs a list of {n_alternatives} columns, "
+                                    f"one for each alternative {alternatives}, got {columns!r}")
             attribute_rows = np.stack(
                 [np.stack([np.zeros(len(df)) if column is None
                            else _numeric(df, column, id, "attribute")
                            for column in attributes[name]], axis=-1)
                  for name in attribute_names], axis=-1) if attribute_names else np.zeros((len(df), n_alternatives, 0))
         else:
-            attribute_names = tuple(attributes)
-            if alternatives is None:
-                alternatives = (0, 1)
-            alternatives = tuple(alternatives)
+            attribute_names = _names(attributes, "attribute")
+            alternatives = _names((0, 1) if alternatives is None else alternatives,
+                                  "alternative", "codes")
             if len(alternatives) != 2:
                 raise DataError(f"binary choice (attributes given as a list) has two alternatives, "
                                 f"got {alternatives}")
@@ -207,21 +289,30 @@ class Panel:
             )[:, None, :] if attribute_names else np.zeros((len(df), 1, 0))
 
         # choice codes -> indices
-        choice_values = df[choice].to_numpy()
-        if pd.isna(choice_values).any():
+        missing = np.asarray(pd.isna(choice_values))
+        if missing.any():
             raise DataError(f"choice column {choice!r} has a missing value: "
-                            f"{_where(df, id, pd.isna(choice_values), choice)}")
+                            f"{_where(df, id, missing, choice)}")
         codes = {code: index for index, code in enumerate(alternatives)}
-        unknown = np.array([value not in codes for value in choice_values])
+
+        def known(value):
+            try:
+                return value in codes
+            except TypeError:  # unhashable
+                return False
+
+        unknown = np.array([not known(value) for value in choice_values])
         if unknown.any():
             raise DataError(f"choice column {choice!r} holds a value outside the alternatives "
-                            f"{alternatives}: {_where(df, id, unknown, choice)}")
+                            f"({', '.join(_show(a) for a in alternatives)}): "
+                            f"{_where(df, id, unknown, choice)}")
         choice_index = np.array([codes[value] for value in choice_values], dtype=np.int32)
 
         if availability is not None:
+            availability = _names(availability, "availability")
             if len(availability) != n_alternatives:
                 raise DataError(f"availability lists {len(availability)} columns for "
-                                f"{n_alternatives} alternatives")
+                                f"{n_alternatives} alternatives {alternatives}")
             available_rows = np.stack([_numeric(df, column, id, "availability")
                                        for column in availability], axis=-1)
             for column, values in zip(availability, available_rows.T):
@@ -232,17 +323,31 @@ class Panel:
             available_rows = available_rows.astype(bool)
             unavailable = ~available_rows[np.arange(len(df)), choice_index]
             if unavailable.any():
-                raise DataError(f"the chosen alternative is not available: "
-                                f"{_where(df, id, unavailable, choice)}")
+                row = int(np.flatnonzero(unavailable)[0])
+                raise DataError(
+                    f"the chosen alternative is not available (availability column "
+                    f"{availability[choice_index[row]]!r} is 0): "
+                    f"{_where(df, id, unavailable, choice)}")
+            # an individual none of whose tasks offers a choice carries no information
+            usable = np.bincount(group, weights=available_rows.sum(axis=1) >= 2,
+                                 minlength=n_individuals) > 0
+            if not usable.all():
+                n = int(np.flatnonzero(~usable)[0])
+                raise DataError(
+                    f"individual {_show(ids[n])} has no usable choice task: in each of its "
+                    f"{counts[n]} tasks (first at row {_show(df.index[first_row[n]])}) only one "
+                    f"alternative is available (availability columns {list(availability)}), so "
+                    f"its choices carry no information; check the availability columns or "
+                    f"remove the individual")
         else:
             available_rows = np.ones((len(df), n_alternatives), dtype=bool)
 
         indicator_values = np.stack(
             [_individual_level(df, c, id, "indicator", first_row, group) for c in indicators],
-            axis=-1) if len(indicators) else np.zeros((n_individuals, 0))
+            axis=-1) if indicators else np.zeros((n_individuals, 0))
         covariate_values = np.stack(
             [_individual_level(df, c, id, "covariate", first_row, group) for c in covariates],
-            axis=-1) if len(covariates) else np.zeros((n_individuals, 0))
+            axis=-1) if covariates else np.zeros((n_individuals, 0))
 
         # padded dense arrays [N, T_max, ...]; padding is zero and masked out
         attribute_array = np.zeros((n_individuals, n_tasks, n_alternatives, len(attribute_names)))
@@ -261,8 +366,8 @@ class Panel:
             choice=jnp.asarray(choice_array),
             available=jnp.asarray(available_array),
             task_mask=jnp.asarray(task_mask),
-            covariate_names=tuple(covariates),
-            indicator_names=tuple(indicators),
+            covariate_names=covariates,
+            indicator_names=indicators,
             attribute_names=attribute_names,
         )
         return cls(arrays=arrays, ids=ids, alternatives=alternatives, id_column=id)

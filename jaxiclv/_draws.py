@@ -8,14 +8,17 @@ simulated log-likelihood is a smooth deterministic function of the parameters.
 from __future__ import annotations
 
 import dataclasses
+import operator
 
 import numpy as np
 from scipy import special, stats
 
 __all__ = ["Halton", "Sobol", "MLHS", "PseudoRandom", "make_draws"]
 
-# Uniform points are kept inside (tiny, 1 - tiny) before the inverse normal CDF, so that a
-# point that lands exactly on 0 (possible for unscrambled sequences) never becomes -inf.
+# Uniform points are kept inside (tiny, 1 - epsneg) before the inverse normal CDF, so that a
+# point exactly on 0 or 1 could never become an infinite draw. The generators below never
+# produce such points (unscrambled sequences skip their first point, the origin); this is a
+# safety net only.
 _UNIFORM_EDGE = np.finfo(np.float64).tiny
 
 
@@ -23,10 +26,19 @@ def _to_normal(uniform: np.ndarray) -> np.ndarray:
     return special.ndtri(np.clip(uniform, _UNIFORM_EDGE, 1.0 - np.finfo(np.float64).epsneg))
 
 
-def _check_sizes(n_draws: int, n_individuals: int, n_dims: int) -> None:
-    for name, value in (("n_draws", n_draws), ("n_individuals", n_individuals), ("n_dims", n_dims)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def _positive_int(name: str, value) -> int:
+    try:
+        index = operator.index(value)
+    except TypeError:
+        index = None
+    if index is None or isinstance(value, bool) or index < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return index
+
+
+def _check_sizes(n_draws, n_individuals, n_dims) -> tuple[int, int, int]:
+    return (_positive_int("n_draws", n_draws), _positive_int("n_individuals", n_individuals),
+            _positive_int("n_dims", n_dims))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,30 +46,38 @@ class Halton:
     """Halton points (scrambled by default), consecutive blocks of ``n_draws`` per individual.
 
     Built on :class:`scipy.stats.qmc.Halton`; dimension ``d`` uses the ``d``-th prime base.
-    With ``scramble=False`` and ``skip=1`` this is the classic sequence used by Apollo and
-    Biogeme's ``"HALTON"`` draws (point 0 skipped).
+    ``skip`` points are dropped from the start of the sequence: by default none for the
+    scrambled sequence and one for the unscrambled one, whose first point is the origin (an
+    infinite normal draw). With ``scramble=False`` this is the classic sequence used by Apollo
+    and Biogeme's ``"HALTON"`` draws (point 0 skipped); ``seed`` then plays no role.
     """
 
     n_draws: int
     seed: int | None = 0
     scramble: bool = True
-    skip: int = 0
+    skip: int | None = None
 
     def __call__(self, n_individuals: int, n_dims: int) -> np.ndarray:
-        _check_sizes(self.n_draws, n_individuals, n_dims)
+        n_draws, n_individuals, n_dims = _check_sizes(self.n_draws, n_individuals, n_dims)
+        skip = (0 if self.scramble else 1) if self.skip is None else operator.index(self.skip)
+        if skip < 0 or (skip == 0 and not self.scramble):
+            raise ValueError(f"Halton skip must be >= {0 if self.scramble else 1}, got {skip}: "
+                             f"the unscrambled sequence starts at the origin, an infinite draw")
         engine = stats.qmc.Halton(d=n_dims, scramble=self.scramble, seed=self.seed)
-        if self.skip:
-            engine.fast_forward(self.skip)
-        uniform = engine.random(n_individuals * self.n_draws)
-        return _to_normal(uniform).reshape(n_individuals, self.n_draws, n_dims)
+        if skip:
+            engine.fast_forward(skip)
+        uniform = engine.random(n_individuals * n_draws)
+        return _to_normal(uniform).reshape(n_individuals, n_draws, n_dims)
 
 
 @dataclasses.dataclass(frozen=True)
 class Sobol:
-    """Scrambled Sobol' points, consecutive blocks of ``n_draws`` per individual.
+    """Sobol' points (scrambled by default), consecutive blocks of ``n_draws`` per individual.
 
     Built on :class:`scipy.stats.qmc.Sobol`; the sequence is generated to the next power of two
-    (which keeps its balance properties) and its first ``N * R`` points are used.
+    (which keeps its balance properties) and its first ``N * R`` points are used. The
+    unscrambled sequence starts at the origin (an infinite normal draw), so with
+    ``scramble=False`` the points ``1 .. N * R`` are used instead.
     """
 
     n_draws: int
@@ -65,11 +85,12 @@ class Sobol:
     scramble: bool = True
 
     def __call__(self, n_individuals: int, n_dims: int) -> np.ndarray:
-        _check_sizes(self.n_draws, n_individuals, n_dims)
-        n_points = n_individuals * self.n_draws
+        n_draws, n_individuals, n_dims = _check_sizes(self.n_draws, n_individuals, n_dims)
+        n_points = n_individuals * n_draws
+        skip = 0 if self.scramble else 1
         engine = stats.qmc.Sobol(d=n_dims, scramble=self.scramble, seed=self.seed)
-        uniform = engine.random_base2(int(np.ceil(np.log2(n_points))))[:n_points]
-        return _to_normal(uniform).reshape(n_individuals, self.n_draws, n_dims)
+        uniform = engine.random_base2(int(n_points + skip - 1).bit_length())[skip:n_points + skip]
+        return _to_normal(uniform).reshape(n_individuals, n_draws, n_dims)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,19 +98,21 @@ class MLHS:
     """Modified Latin hypercube sampling (Hess, Train and Polak, 2006).
 
     For each individual and dimension: ``u_r = (r - 1 + U) / R`` for ``r = 1..R`` with one
-    uniform shift ``U``, then shuffled independently across dimensions.
+    uniform shift ``U`` (so each of the ``R`` strata ``[(r - 1) / R, r / R)`` holds exactly one
+    point), in an order shuffled independently for every individual and dimension.
     """
 
     n_draws: int
     seed: int | None = 0
 
     def __call__(self, n_individuals: int, n_dims: int) -> np.ndarray:
-        _check_sizes(self.n_draws, n_individuals, n_dims)
+        n_draws, n_individuals, n_dims = _check_sizes(self.n_draws, n_individuals, n_dims)
         rng = np.random.default_rng(self.seed)
         shift = rng.uniform(size=(n_individuals, 1, n_dims))
-        grid = np.arange(self.n_draws, dtype=np.float64)[None, :, None]
-        uniform = rng.permuted(np.broadcast_to((grid + shift) / self.n_draws,
-                                               (n_individuals, self.n_draws, n_dims)), axis=1)
+        grid = np.arange(n_draws, dtype=np.float64)[None, :, None]
+        # permuted shuffles every (individual, dimension) column of draws independently
+        uniform = rng.permuted(np.broadcast_to((grid + shift) / n_draws,
+                                               (n_individuals, n_draws, n_dims)), axis=1)
         return _to_normal(uniform)
 
 
@@ -101,27 +124,35 @@ class PseudoRandom:
     seed: int | None = 0
 
     def __call__(self, n_individuals: int, n_dims: int) -> np.ndarray:
-        _check_sizes(self.n_draws, n_individuals, n_dims)
-        return np.random.default_rng(self.seed).standard_normal((n_individuals, self.n_draws, n_dims))
+        n_draws, n_individuals, n_dims = _check_sizes(self.n_draws, n_individuals, n_dims)
+        return np.random.default_rng(self.seed).standard_normal((n_individuals, n_draws, n_dims))
 
 
 def make_draws(draws, n_individuals: int, n_dims: int) -> np.ndarray:
     """Standard normal draws of shape ``(N, R, D)`` from a generator or a user-given array.
 
     A user array must already have shape ``(N, R, D)`` and hold finite standard-normal values
-    (pass the normals, not the uniforms); it is used exactly as given.
+    (pass the normals, not the uniforms); it is used exactly as given. A generator is any
+    callable ``(N, D) -> (N, R, D)`` array; its output is checked the same way.
     """
     if callable(draws):
-        return draws(n_individuals, n_dims)
-    array = np.asarray(draws, dtype=np.float64)
-    if array.shape[::2] != (n_individuals, n_dims) or array.ndim != 3:
+        array, source = draws(n_individuals, n_dims), f"draws from {type(draws).__name__}"
+    else:
+        array, source = draws, "user-supplied draws"
+    if np.iscomplexobj(array):
+        raise ValueError(f"{source} must be real numbers, got complex numbers")
+    try:
+        array = np.asarray(array, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{source} must be an array of real numbers: {error}") from None
+    if array.ndim != 3 or array.shape[::2] != (n_individuals, n_dims):
         raise ValueError(
-            f"user-supplied draws must have shape (N, R, D) = ({n_individuals}, R, {n_dims}), "
+            f"{source} must have shape (N, R, D) = ({n_individuals}, R, {n_dims}), "
             f"got {array.shape}")
     if array.shape[1] < 1:
-        raise ValueError("user-supplied draws need at least one draw per individual (R >= 1)")
+        raise ValueError(f"{source} need at least one draw per individual (R >= 1)")
     if not np.all(np.isfinite(array)):
         n, r, d = np.argwhere(~np.isfinite(array))[0]
-        raise ValueError(f"user-supplied draws hold a non-finite value {array[n, r, d]} at "
+        raise ValueError(f"{source} hold a non-finite value {array[n, r, d]} at "
                          f"individual {n}, draw {r}, dimension {d}")
     return array

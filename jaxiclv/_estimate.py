@@ -14,62 +14,11 @@ import numpy as np
 import optax
 
 from ._data import Panel
-from ._draws import Halton, make_draws
-from ._inference import covariance, hessian
-from ._likelihood import individual_loglik, simulated_loglik
-from ._parameters import ParameterSpace
+from ._inference import covariance
+from ._problem import Problem
 from ._results import Results, Status
 
-__all__ = ["estimate", "Problem"]
-
-
-class Problem:
-    """A model, a panel and fixed draws, as jitted functions of the free parameter vector.
-
-    ``loglik(theta)``, ``loglik_and_grad(theta)`` and ``scores(theta)`` (per-individual
-    gradients, ``(N, P)``) are what estimation, inference and benchmarks call.
-    """
-
-    def __init__(self, model, panel: Panel, draws=None, fixed: Iterable[str] = (),
-                 chunk_size: int | None = None, dtype=jnp.float64):
-        model.check_data(panel)
-        self.panel = panel
-        self.space = ParameterSpace.from_model(model, fixed)
-        self.draws = jnp.asarray(make_draws(Halton(100) if draws is None else draws,
-                                            panel.n_individuals, model.n_draw_dims), dtype=dtype)
-        self.data = jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating)
-                                 else a, panel.arrays)
-        self.dtype = dtype
-        space, size = self.space, chunk_size
-
-        def loglik(theta, data, draws):
-            return simulated_loglik(space.unflatten(theta), data, draws, size)
-
-        def individual(theta, x, eta):
-            return individual_loglik(space.unflatten(theta), x, eta)
-
-        self._loglik = jax.jit(loglik)
-        self._value_and_grad = jax.jit(jax.value_and_grad(loglik))
-        self._scores = jax.jit(jax.vmap(jax.grad(individual), in_axes=(None, 0, 0)))
-        self._hessian = jax.jit(lambda theta, data, draws, batch: hessian(
-            lambda t: loglik(t, data, draws), theta, batch), static_argnums=3)
-        self._raw_loglik = loglik
-
-    @property
-    def theta0(self) -> jax.Array:
-        return self.space.flatten(self.space.template).astype(self.dtype)
-
-    def loglik(self, theta):
-        return self._loglik(theta, self.data, self.draws)
-
-    def loglik_and_grad(self, theta):
-        return self._value_and_grad(theta, self.data, self.draws)
-
-    def scores(self, theta):
-        return self._scores(theta, self.data, self.draws)
-
-    def hessian(self, theta, batch_size: int = 16):
-        return self._hessian(theta, self.data, self.draws, batch_size)
+__all__ = ["estimate"]
 
 
 def _progress_to_stderr(iteration: int, llf: float, gradient_norm: float) -> None:
@@ -78,7 +27,8 @@ def _progress_to_stderr(iteration: int, llf: float, gradient_norm: float) -> Non
 
 def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (), max_iter: int = 2000,
              gtol: float = 1e-6, cov_type: str = "robust", chunk_size: int | None = None,
-             dtype=jnp.float64, progress: bool | Callable[[int, float, float], None] = False,
+             dtype=jnp.float64, gradient: str = "analytic",
+             progress: bool | Callable[[int, float, float], None] = False,
              progress_every: int = 25) -> Results:
     """Estimate ``model`` on ``panel`` by simulated maximum likelihood.
 
@@ -96,17 +46,19 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (), max_
         or ``"bhhh"``.
     chunk_size: evaluate the likelihood over chunks of this many individuals.
     dtype: ``jnp.float64`` (default) or ``jnp.float32``.
+    gradient: ``"analytic"`` (hand-derived, default), ``"autodiff"`` or ``"finite-difference"``;
+        used by the optimiser, the Hessian and the scores.
     progress: ``True`` writes a line to stderr every ``progress_every`` iterations; a callable
         ``f(iteration, llf, max_abs_gradient)`` is called instead.
     """
     started = time.perf_counter()
-    problem = Problem(model, panel, draws, fixed, chunk_size, dtype)
+    problem = Problem(model, panel, draws, fixed, chunk_size, dtype, gradient)
     report = _progress_to_stderr if progress is True else (progress or None)
     n = panel.n_individuals
 
     # minimise -LL / N: the scale of the objective does not grow with the sample
     def objective(theta):
-        return -problem._raw_loglik(theta, problem.data, problem.draws) / n
+        return -problem.objective(theta, problem.data, problem.draws) / n
 
     solver = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(objective)
@@ -164,4 +116,4 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (), max_
         n_draws=int(problem.draws.shape[1]), iterations=iterations,
         seconds=time.perf_counter() - started, status=status, message=message,
         gradient_norm=float(np.max(np.abs(grad))), history=np.asarray(history),
-        optimizer="L-BFGS (optax, zoom line search)")
+        optimizer=f"L-BFGS (optax, zoom line search), {gradient} gradient")

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 from jax.nn import log_sigmoid
 from jax.scipy.special import erfc, logsumexp
 
 __all__ = ["log1mexp", "normal_logpdf", "log_normal_interval", "log_logistic_interval",
-           "ordered_log_prob", "binary_probit_log_prob", "multinomial_logit_log_prob"]
+           "ordered_log_prob", "ordered_density_ratio", "binary_probit_log_prob",
+           "binary_probit_dlogp", "multinomial_logit_log_prob", "multinomial_logit_dlogp"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _SQRT_HALF = math.sqrt(0.5)
@@ -98,12 +100,46 @@ def ordered_log_prob(link: str, lower, upper):
     return log_normal_interval(lower, upper)
 
 
+def _log_density(link: str, x):
+    """``log f(x)`` of the standard normal or logistic density."""
+    if link == "logit":
+        return log_sigmoid(x) + log_sigmoid(-x)
+    return -0.5 * x * x - _HALF_LOG_2PI
+
+
+def ordered_density_ratio(link: str, x, log_prob):
+    """``f(x) / P`` with ``log P = log_prob``, evaluated as ``exp(log f(x) - log P)``; zero at
+    ``x = +-inf`` (an open end of the first or last category), with a finite dummy argument
+    there so that derivatives of this ratio stay finite too.
+
+    With ``P = F(upper) - F(lower)``: ``d log P / d upper = f(upper) / P`` and
+    ``d log P / d lower = -f(lower) / P``.
+    """
+    infinite = jnp.isinf(x)
+    ratio = jnp.exp(_log_density(link, jnp.where(infinite, 0.0, x)) - log_prob)
+    return jnp.where(infinite, 0.0, ratio)
+
+
 def binary_probit_log_prob(utility, chosen):
     """``log Phi(s V)`` with ``s = +1`` if alternative 1 was chosen, ``-1`` if alternative 0."""
     return log_normal_interval(-jnp.inf, jnp.where(chosen == 1, utility, -utility))
+
+
+def binary_probit_dlogp(utility, chosen, log_prob):
+    """``d log Phi(s V) / dV = s phi(V) / Phi(s V)`` (the signed inverse Mills ratio), as
+    ``s exp(log phi(V) - log Phi(s V))``: finite and accurate for ``|V|`` far beyond 35."""
+    sign = jnp.where(chosen == 1, 1.0, -1.0)
+    return sign * jnp.exp(_log_density("probit", utility) - log_prob)
 
 
 def multinomial_logit_log_prob(utility, chosen, available):
     """``V_chosen - log sum_{j available} exp(V_j)`` over the last axis of ``utility``."""
     utility_chosen = jnp.take_along_axis(utility, chosen[..., None], axis=-1)[..., 0]
     return utility_chosen - logsumexp(utility, axis=-1, where=available)
+
+
+def multinomial_logit_dlogp(utility, chosen, available):
+    """``d log P(chosen) / dV_j = [j = chosen] - P_j``; unavailable alternatives get 0."""
+    log_denominator = logsumexp(utility, axis=-1, where=available, keepdims=True)
+    probability = jnp.where(available, jnp.exp(utility - log_denominator), 0.0)
+    return jax.nn.one_hot(chosen, utility.shape[-1], dtype=utility.dtype) - probability

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -107,6 +108,30 @@ class Structural(eqx.Module):
                 value = value + self.b[l, m] * values[m]
             values[l] = value
         return jnp.stack(values)
+
+    def latent_vjp(self, covariates: Float[Array, " C"], eta: Float[Array, "R L"]):
+        """The latent variables ``(R, L)`` at ``R`` draws and their hand-derived pullback.
+
+        ``vjp(g)`` takes ``g_rl = d loglik / d LV_rl`` (direct effects, already weighted by
+        draw) and returns the parameter gradients. With ``G_l`` the total effect of LV ``l``'s
+        own equation, accumulated in reverse topological order
+        ``G_l = g_l + sum_{c: l -> c} b[c, l] G_c``:
+        ``d/d gamma[l, c] = sum_r G_rl z_c``, ``d/d b[l, m] = sum_r G_rl LV_rm``,
+        ``d/d log sigma_l = sum_r G_rl sigma_l eta_rl``.
+        """
+        lv = jax.vmap(self, in_axes=(None, 0))(covariates, eta)  # (R, L)
+
+        def vjp(g):
+            total = [g[:, l] for l in range(self.n_latent)]
+            for l in reversed(self.order):
+                for parent in self.parents[l]:
+                    m = self.names.index(parent)
+                    total[m] = total[m] + self.b[l, m] * total[l]
+            total = jnp.stack(total, axis=1)  # (R, L)
+            return replace_fields(
+                self, gamma=jnp.outer(total.sum(0), covariates), b=total.T @ lv,
+                log_sigma=jnp.sum(total * eta, axis=0) * jnp.exp(self.log_sigma))
+        return lv, vjp
 
     def labels(self) -> "Structural":
         gamma = np.array([[f"{lv}.gamma.{c}" if c in cs else "" for c in self.covariates]

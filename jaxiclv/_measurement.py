@@ -16,12 +16,13 @@ import abc
 from collections.abc import Mapping, Sequence
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
 from ._data import DataError
-from ._kernels import normal_logpdf, ordered_log_prob
+from ._kernels import normal_logpdf, ordered_density_ratio, ordered_log_prob
 from ._parameters import replace_fields
 
 __all__ = ["AbstractMeasurement", "NormalIndicators", "OrderedProbit", "OrderedLogit"]
@@ -53,8 +54,19 @@ class AbstractMeasurement(eqx.Module):
     latent: eqx.AbstractVar[tuple[str, ...]]
 
     @abc.abstractmethod
+    def terms(self, values: Float[Array, " K"], lv: Float[Array, " L"]):
+        """``(sum_k log f(y_k | LV), residuals)`` for one individual at one draw; the
+        residuals are what :meth:`loglik_vjp` reuses."""
+
     def loglik(self, values: Float[Array, " K"], lv: Float[Array, " L"]) -> Float[Array, ""]:
         """``sum_k log f(y_k | LV)`` for one individual at one draw."""
+        return self.terms(values, lv)[0]
+
+    @abc.abstractmethod
+    def loglik_vjp(self, values: Float[Array, " K"], lv: Float[Array, "R L"]):
+        """Per-draw log-likelihoods ``(R,)`` and their hand-derived pullback: ``vjp(w)`` with
+        ``w`` ``(R,)`` returns ``(sum_r w_r d loglik_r / d params`` (a module of the same
+        structure as this one), ``w_r d loglik_r / d LV_r`` ``(R, L))``."""
 
     @abc.abstractmethod
     def sample(self, rng: np.random.Generator, lv: np.ndarray) -> np.ndarray:
@@ -90,8 +102,20 @@ class NormalIndicators(AbstractMeasurement):
         self.zeta = jnp.asarray(np.array(self.loads, dtype=float))
         self.log_sigma = jnp.zeros(len(self.indicators))
 
-    def loglik(self, values, lv):
-        return jnp.sum(normal_logpdf(values, self.alpha + self.zeta @ lv, self.log_sigma))
+    def terms(self, values, lv):
+        mean = self.alpha + self.zeta @ lv  # (K,)
+        return jnp.sum(normal_logpdf(values, mean, self.log_sigma)), (values - mean) * jnp.exp(-self.log_sigma)
+
+    def loglik_vjp(self, values, lv):
+        loglik, z = jax.vmap(self.terms, in_axes=(None, 0))(values, lv)  # (R,), (R, K) z-scores
+
+        def vjp(w):
+            # d/d mean_k = z_k / sigma_k;  d/d log sigma_k = z_k^2 - 1
+            d_mean = w[:, None] * z * jnp.exp(-self.log_sigma)[None, :]  # (R, K)
+            grads = replace_fields(self, alpha=d_mean.sum(0), zeta=d_mean.T @ lv,
+                                   log_sigma=jnp.sum(w[:, None] * (z * z - 1.0), axis=0))
+            return grads, d_mean @ self.zeta
+        return loglik, vjp
 
     def sample(self, rng, lv):
         mean = np.asarray(self.alpha)[None, :] + lv @ np.asarray(self.zeta).T
@@ -126,15 +150,44 @@ class AbstractOrdered(AbstractMeasurement):
         """The increasing thresholds ``tau_1 < ... < tau_{M-1}`` of every indicator."""
         return jnp.cumsum(jnp.concatenate([self.tau1[:, None], jnp.exp(self.log_dtau)], axis=1), axis=1)
 
-    def loglik(self, values, lv):
+    def _edges(self, values):
+        """Lower and upper thresholds ``(K,)`` of each indicator's observed category; the open
+        ends of the first and last categories are -inf and +inf."""
         k = self.tau1.shape[0]
         edges = jnp.concatenate([jnp.full((k, 1), -jnp.inf), self.thresholds,
                                  jnp.full((k, 1), jnp.inf)], axis=1)  # (K, M + 1)
         level = values.astype(jnp.int32)  # 1..M
-        lower = jnp.take_along_axis(edges, (level - 1)[:, None], axis=1)[:, 0]  # (K,)
+        lower = jnp.take_along_axis(edges, (level - 1)[:, None], axis=1)[:, 0]
         upper = jnp.take_along_axis(edges, level[:, None], axis=1)[:, 0]
+        return lower, upper
+
+    def terms(self, values, lv):
+        lower, upper = self._edges(values)
         index = self.zeta @ lv  # (K,)
-        return jnp.sum(ordered_log_prob(self.link, lower - index, upper - index))
+        lo, hi = lower - index, upper - index
+        log_p = ordered_log_prob(self.link, lo, hi)  # (K,)
+        return jnp.sum(log_p), (lo, hi, log_p)
+
+    def loglik_vjp(self, values, lv):
+        loglik, (lo, hi, log_p) = jax.vmap(self.terms, in_axes=(None, 0))(values, lv)  # (R, K)
+
+        def vjp(w):
+            # d log P / d hi = f(hi) / P, d log P / d lo = -f(lo) / P, index enters both as -index
+            d_hi = w[:, None] * ordered_density_ratio(self.link, hi, log_p)  # (R, K)
+            d_lo = -w[:, None] * ordered_density_ratio(self.link, lo, log_p)
+            d_index = -(d_hi + d_lo)  # (R, K)
+            # the observed category k's edges are thresholds (level - 1, level) of (K, M + 1)
+            levels = self.levels
+            level = values.astype(jnp.int32)
+            d_edges = (jax.nn.one_hot(level - 1, levels + 1, dtype=lv.dtype) * d_lo.sum(0)[:, None]
+                       + jax.nn.one_hot(level, levels + 1, dtype=lv.dtype) * d_hi.sum(0)[:, None])
+            d_tau = d_edges[:, 1:-1]  # (K, M - 1)
+            # tau_j = tau1 + sum_{m <= j} exp(log_dtau_m): d/d log_dtau_m = exp(.) sum_{j >= m} d_tau_j
+            tail_sums = jnp.cumsum(d_tau[:, ::-1], axis=1)[:, ::-1]  # (K, M - 1)
+            grads = replace_fields(self, zeta=d_index.T @ lv, tau1=tail_sums[:, 0],
+                                   log_dtau=jnp.exp(self.log_dtau) * tail_sums[:, 1:])
+            return grads, d_index @ self.zeta
+        return loglik, vjp
 
     def sample(self, rng, lv):
         index = lv @ np.asarray(self.zeta).T  # (N, K)

@@ -61,17 +61,26 @@ class ICLV(eqx.Module):
     def _lv_index(self, names: Sequence[str]) -> np.ndarray:
         return np.array([self.latent.names.index(n) for n in names], dtype=np.int32)
 
-    def draw_loglik(self, x: PanelArrays, eta: Float[Array, " D"]) -> Float[Array, ""]:
-        """``log L_ir``: the log-likelihood of one individual's data ``x`` at one draw ``eta``."""
-        lv = self.latent(x.covariates[x.covariate_columns(self.latent.covariates)], eta)  # (L,)
-        total = jnp.zeros((), dtype=eta.dtype)
-        for block in self.measurement:
-            total = total + block.loglik(x.indicators[x.indicator_columns(block.indicators)],
-                                         lv[self._lv_index(block.latent)])
+    def components(self, x: PanelArrays):
+        """``(component, its data inputs, indices of the latent variables it uses)`` for each
+        measurement block and the choice model, for one individual's data ``x``."""
+        out = [(block, (x.indicators[x.indicator_columns(block.indicators)],),
+                self._lv_index(block.latent)) for block in self.measurement]
         if self.choice is not None:
             attributes = x.attributes[:, :, x.attribute_columns(self.choice.attributes)]
-            total = total + self.choice.loglik(attributes, x.choice, x.available, x.task_mask,
-                                               lv[self._lv_index(self.choice.latent)])
+            out.append((self.choice, (attributes, x.choice, x.available, x.task_mask),
+                        self._lv_index(self.choice.latent)))
+        return out
+
+    def covariates_of(self, x: PanelArrays):
+        return x.covariates[x.covariate_columns(self.latent.covariates)]
+
+    def draw_loglik(self, x: PanelArrays, eta: Float[Array, " D"]) -> Float[Array, ""]:
+        """``log L_ir``: the log-likelihood of one individual's data ``x`` at one draw ``eta``."""
+        lv = self.latent(self.covariates_of(x), eta)  # (L,)
+        total = jnp.zeros((), dtype=eta.dtype)
+        for component, inputs, index in self.components(x):
+            total = total + component.loglik(*inputs, lv[index])
         return total
 
     def check_data(self, panel: Panel) -> None:
