@@ -15,7 +15,8 @@ from ._estimate import estimate  # noqa: E402
 from ._gradients import (loglik_and_grad, loglik_and_grad_per_individual,  # noqa: E402
                          simulated_loglik_analytic)
 from ._problem import GRADIENTS, Problem  # noqa: E402
-from ._inference import covariance, hessian  # noqa: E402
+from ._hessian import HESSIANS, HessianAsymmetryError, hessian, symmetrize  # noqa: E402
+from ._inference import COVARIANCES, covariance  # noqa: E402
 from ._latent import Structural  # noqa: E402
 from ._likelihood import individual_loglik, loglik_per_individual, simulated_loglik  # noqa: E402
 from ._measurement import AbstractMeasurement, NormalIndicators, OrderedLogit, OrderedProbit  # noqa: E402
@@ -27,7 +28,8 @@ from ._simulate import Simulated, simulate  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "AbstractChoice", "AbstractMeasurement", "BinaryProbit", "DataError", "GRADIENTS", "Halton",
+    "AbstractChoice", "AbstractMeasurement", "BinaryProbit", "COVARIANCES", "DataError",
+    "GRADIENTS", "HESSIANS", "Halton", "HessianAsymmetryError", "symmetrize",
     "ICLV", "loglik_and_grad", "loglik_and_grad_per_individual", "simulated_loglik_analytic",
     "LinearUtility", "MLHS", "MultinomialLogit", "NormalIndicators", "OrderedLogit",
     "OrderedProbit", "Panel", "PanelArrays", "ParameterSpace", "Problem", "PseudoRandom",

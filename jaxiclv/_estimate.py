@@ -1,5 +1,10 @@
-"""Estimation: maximise the simulated log-likelihood with L-BFGS (optax), then compute the
-Hessian and the covariance of the estimates."""
+"""Estimation: maximise the simulated log-likelihood, then compute the Hessian and the
+covariance of the estimates.
+
+Optimisers: ``"lbfgs"`` (optax's L-BFGS with a zoom line search, the default) and
+``"trust-exact"`` (scipy's exact-Hessian trust region, fed the jitted gradient and Hessian:
+fewer iterations, each costing one Hessian).
+"""
 
 from __future__ import annotations
 
@@ -12,49 +17,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from scipy import optimize
 
 from ._data import Panel
+from ._hessian import symmetrize
 from ._inference import covariance
 from ._problem import Problem
 from ._results import Results, Status
 
-__all__ = ["estimate"]
+__all__ = ["estimate", "OPTIMIZERS"]
+
+OPTIMIZERS = ("lbfgs", "trust-exact")
 
 
 def _progress_to_stderr(iteration: int, llf: float, gradient_norm: float) -> None:
     sys.stderr.write(f"iteration {iteration:5d}   LL {llf:.6f}   max|grad| {gradient_norm:.3e}\n")
 
 
-def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (), max_iter: int = 2000,
-             gtol: float = 1e-6, cov_type: str = "robust", chunk_size: int | None = None,
-             dtype=jnp.float64, gradient: str = "analytic",
-             progress: bool | Callable[[int, float, float], None] = False,
-             progress_every: int = 25) -> Results:
-    """Estimate ``model`` on ``panel`` by simulated maximum likelihood.
+def _relative_gradient(grad, theta, llf) -> float:
+    """``max_p |g_p| max(|theta_p|, 1) / max(|LL|, 1)``: scale-free convergence measure."""
+    return float(np.max(np.abs(grad) * np.maximum(np.abs(theta), 1.0)) / max(abs(llf), 1.0))
 
-    Parameters
-    ----------
-    model: an :class:`ICLV` whose parameter values are the starting values.
-    panel: a :class:`Panel`.
-    draws: a draw generator (default ``Halton(100, seed=0)``) or an ``(N, R, D)`` array of
-        standard normals.
-    fixed: names of parameters held at their starting values (beyond the normalisations).
-    max_iter: L-BFGS iteration limit.
-    gtol: convergence when the relative gradient
-        ``max_p |g_p| max(|theta_p|, 1) / max(|LL|, 1)`` falls to ``gtol`` or below.
-    cov_type: ``"robust"`` (sandwich, the default, as in Apollo and Biogeme), ``"classical"``
-        or ``"bhhh"``.
-    chunk_size: evaluate the likelihood over chunks of this many individuals.
-    dtype: ``jnp.float64`` (default) or ``jnp.float32``.
-    gradient: ``"analytic"`` (hand-derived, default), ``"autodiff"`` or ``"finite-difference"``;
-        used by the optimiser, the Hessian and the scores.
-    progress: ``True`` writes a line to stderr every ``progress_every`` iterations; a callable
-        ``f(iteration, llf, max_abs_gradient)`` is called instead.
-    """
-    started = time.perf_counter()
-    problem = Problem(model, panel, draws, fixed, chunk_size, dtype, gradient)
-    report = _progress_to_stderr if progress is True else (progress or None)
-    n = panel.n_individuals
+
+def _lbfgs(problem: Problem, max_iter, gtol, report, every):
+    n = problem.panel.n_individuals
 
     # minimise -LL / N: the scale of the objective does not grow with the sample
     def objective(theta):
@@ -73,24 +59,16 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (), max_
     theta = problem.theta0
     state = solver.init(theta)
     history, status, stall = [], Status.MAX_ITERATIONS, 0
-    llf_start = float(problem.loglik(theta))
-    if not np.isfinite(llf_start):
-        raise FloatingPointError(
-            f"the log-likelihood at the starting values is {llf_start}: some individual's data "
-            f"have zero probability under the starting values; choose other starting values")
-    iterations = 0
-    for iterations in range(1, max_iter + 1):
+    for iteration in range(1, max_iter + 1):
         new_theta, state, value, grad = step(theta, state)
-        llf = -float(value) * n
+        llf, grad = -float(value) * n, -np.asarray(grad) * n  # LL and its gradient at theta
         history.append(llf)
-        gradient = np.asarray(grad) * n  # gradient of -LL at theta
-        relative = np.max(np.abs(gradient) * np.maximum(np.abs(np.asarray(theta)), 1.0)) / max(abs(llf), 1.0)
-        if report and (iterations % progress_every == 0 or iterations == 1):
-            report(iterations, llf, float(np.max(np.abs(gradient))))
-        if not (np.isfinite(llf) and np.all(np.isfinite(gradient))):
+        if report and (iteration % every == 0 or iteration == 1):
+            report(iteration, llf, float(np.max(np.abs(grad))))
+        if not (np.isfinite(llf) and np.all(np.isfinite(grad))):
             status = Status.NON_FINITE
             break
-        if relative <= gtol:
+        if _relative_gradient(grad, np.asarray(theta), llf) <= gtol:
             status = Status.CONVERGED
             break
         stall = stall + 1 if len(history) > 1 and history[-1] <= history[-2] else 0
@@ -98,22 +76,117 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (), max_
             status = Status.STALLED
             break
         theta = new_theta
+    return theta, status, history, iteration
 
+
+def _trust_exact(problem: Problem, max_iter, gtol, report, every, hessian_method):
+    n = problem.panel.n_individuals
+    history, evaluated = [], {}  # evaluated: theta bytes -> (LL, gradient)
+
+    def fun(theta):
+        llf, grad = problem.loglik_and_grad(jnp.asarray(theta))
+        llf, grad = float(llf), np.asarray(grad)
+        evaluated.clear()
+        evaluated[theta.tobytes()] = (llf, grad)
+        history.append(llf)
+        if report and (len(history) % every == 0 or len(history) == 1):
+            report(len(history), llf, float(np.max(np.abs(grad))))
+        return -llf / n, -grad / n
+
+    def hess(theta):
+        return -symmetrize(problem.hessian(jnp.asarray(theta), hessian_method), hessian_method).matrix / n
+
+    def converged(intermediate_result):
+        theta = intermediate_result.x
+        if theta.tobytes() not in evaluated:
+            fun(theta)
+        llf, grad = evaluated[theta.tobytes()]
+        if _relative_gradient(grad, theta, llf) <= gtol:
+            raise StopIteration
+
+    out = optimize.minimize(fun, np.asarray(problem.theta0), jac=True, hess=hess,
+                            method="trust-exact", callback=converged,
+                            options={"maxiter": max_iter, "gtol": 0.0})
+    theta = jnp.asarray(out.x, dtype=problem.dtype)
+    llf, grad = problem.loglik_and_grad(theta)
+    if not (np.isfinite(float(llf)) and np.all(np.isfinite(np.asarray(grad)))):
+        status = Status.NON_FINITE
+    elif _relative_gradient(np.asarray(grad), out.x, float(llf)) <= gtol:
+        status = Status.CONVERGED
+    elif out.nit >= max_iter:
+        status = Status.MAX_ITERATIONS
+    else:
+        status = Status.STALLED
+    return theta, status, history, int(out.nit)
+
+
+def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
+             optimizer: str = "lbfgs", max_iter: int = 2000, gtol: float = 1e-6,
+             gradient: str = "analytic", hessian: str = "jacfwd", cov_type: str = "robust",
+             clusters=None, chunk_size: int | None = None, dtype=jnp.float64,
+             progress: bool | Callable[[int, float, float], None] = False,
+             progress_every: int = 25) -> Results:
+    """Estimate ``model`` on ``panel`` by simulated maximum likelihood.
+
+    Parameters
+    ----------
+    model: an :class:`ICLV` whose parameter values are the starting values.
+    panel: a :class:`Panel`.
+    draws: a draw generator (default ``Halton(100, seed=0)``) or an ``(N, R, D)`` array of
+        standard normals.
+    fixed: names of parameters held at their starting values (beyond the normalisations).
+    optimizer: ``"lbfgs"`` (default) or ``"trust-exact"`` (Newton trust region with the
+        exact Hessian).
+    max_iter: iteration limit.
+    gtol: convergence when the relative gradient
+        ``max_p |g_p| max(|theta_p|, 1) / max(|LL|, 1)`` falls to ``gtol`` or below.
+    gradient: ``"analytic"`` (hand-derived, default), ``"autodiff"`` or ``"finite-difference"``;
+        used by the optimiser, the Hessian and the scores.
+    hessian: ``"jacfwd"`` (default), ``"fd-forward"`` or ``"fd-central"``.
+    cov_type: ``"robust"`` (sandwich, the default, as in Apollo and Biogeme), ``"classical"``,
+        ``"bhhh"`` or ``"cluster"`` (then ``clusters`` gives one label per individual, in the
+        order of ``panel.ids``, or a mapping / Series from id to cluster).
+    chunk_size: evaluate the likelihood over chunks of this many individuals.
+    dtype: ``jnp.float64`` (default) or ``jnp.float32``.
+    progress: ``True`` writes a line to stderr every ``progress_every`` iterations; a callable
+        ``f(iteration, llf, max_abs_gradient)`` is called instead.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be at least 1, got {max_iter}")
+    if clusters is not None and not isinstance(clusters, np.ndarray | list | tuple):
+        clusters = np.array([clusters[i] for i in panel.ids])
+    started = time.perf_counter()
+    problem = Problem(model, panel, draws, fixed, chunk_size, dtype, gradient)
+    report = _progress_to_stderr if progress is True else (progress or None)
+    llf_start = float(problem.loglik(problem.theta0))
+    if not np.isfinite(llf_start):
+        raise FloatingPointError(
+            f"the log-likelihood at the starting values is {llf_start}: some individual's data "
+            f"have zero probability under the starting values; choose other starting values")
+    if optimizer == "lbfgs":
+        theta, status, history, iterations = _lbfgs(problem, max_iter, gtol, report, progress_every)
+    else:
+        theta, status, history, iterations = _trust_exact(problem, max_iter, gtol, report,
+                                                          progress_every, hessian)
     llf, grad = problem.loglik_and_grad(theta)
     llf, grad = float(llf), np.asarray(grad)
-    message = f"{status.value}; relative gradient {relative:.2e} (tolerance {gtol:.0e})"
-    hess = np.asarray(problem.hessian(theta))
+    message = (f"{status.value}; relative gradient {_relative_gradient(grad, np.asarray(theta), llf):.2e}"
+               f" (tolerance {gtol:.0e})")
+    hess = symmetrize(problem.hessian(theta, hessian), hessian)
     scores = np.asarray(problem.scores(theta))
-    cov, cov_message = covariance(hess, scores, cov_type, problem.space.names)
+    cov, cov_message = covariance(hess.matrix, scores, cov_type, problem.space.names, clusters)
     if cov_message:
         warnings.warn(cov_message, RuntimeWarning, stacklevel=2)
     fitted = problem.space.unflatten(theta)
     return Results(
         model=fitted, names=problem.space.names, estimates=np.asarray(theta), cov=cov,
-        cov_type=cov_type, cov_message=cov_message, hessian=hess,
+        cov_type=cov_type, cov_message=cov_message, hessian=hess.matrix,
+        hessian_method=hessian, hessian_asymmetry=hess.asymmetry, scores=scores,
         fixed={k: v for k, v in problem.space.values(fitted).items() if k in problem.space.fixed_names},
-        llf=llf, llf_start=llf_start, n_individuals=n, n_observations=panel.n_observations,
-        n_draws=int(problem.draws.shape[1]), iterations=iterations,
-        seconds=time.perf_counter() - started, status=status, message=message,
-        gradient_norm=float(np.max(np.abs(grad))), history=np.asarray(history),
-        optimizer=f"L-BFGS (optax, zoom line search), {gradient} gradient")
+        llf=llf, llf_start=llf_start, n_individuals=panel.n_individuals,
+        n_observations=panel.n_observations, n_draws=int(problem.draws.shape[1]),
+        iterations=iterations, seconds=time.perf_counter() - started, status=status,
+        message=message, gradient_norm=float(np.max(np.abs(grad))), history=np.asarray(history),
+        optimizer=optimizer, gradient=gradient)

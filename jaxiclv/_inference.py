@@ -1,58 +1,67 @@
-"""Hessian and covariance matrices of the estimates.
+"""Covariance of the estimates from the Hessian and the per-individual scores.
 
-The Hessian is forward-over-reverse (``jacfwd`` of the gradient), pushed through in chunks of
-``batch_size`` tangent directions with ``jax.lax.map`` so that memory stays at
-``O(batch_size)`` gradient evaluations rather than ``O(P)``.
+- ``"classical"``: ``(-H)^{-1}``;
+- ``"bhhh"``: ``(S'S)^{-1}`` with ``S`` the per-individual scores ``(N, P)``;
+- ``"robust"``: the sandwich ``H^{-1} (S'S) H^{-1}`` (the default, as in Apollo and Biogeme);
+- ``"cluster"``: the sandwich with the scores summed within clusters of individuals,
+  ``H^{-1} (sum_g s_g s_g') H^{-1}``, ``s_g = sum_{i in g} s_i`` (no small-sample factor).
+
+A singular or indefinite ``-H`` (an unidentified model, or a point that is not a maximum)
+gives NaN standard errors and a message that says why and names the parameters that load on
+the offending eigenvector; it never raises.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["hessian", "covariance"]
+__all__ = ["COVARIANCES", "covariance"]
+
+COVARIANCES = ("robust", "classical", "bhhh", "cluster")
 
 
-def hessian(loglik: Callable, theta: jax.Array, batch_size: int = 16) -> jax.Array:
-    """``d^2 loglik / dtheta^2`` by forward differentiation of ``jax.grad(loglik)``."""
-    gradient = jax.grad(loglik)
-    basis = jnp.eye(theta.shape[0], dtype=theta.dtype)
-    column = lambda v: jax.jvp(gradient, (theta,), (v,))[1]
-    return jax.lax.map(column, basis, batch_size=batch_size)
+def _loading_parameters(vector: np.ndarray, names) -> list[str]:
+    return [names[p] for p in np.flatnonzero(np.abs(vector) > 0.1 * np.abs(vector).max())]
 
 
-def covariance(hess: np.ndarray, scores: np.ndarray | None, kind: str,
-               names: tuple[str, ...]) -> tuple[np.ndarray, str]:
-    """Covariance of the estimates and a message (empty if all is well).
+def _inverse_positive_definite(matrix: np.ndarray, what: str, names) -> tuple[np.ndarray | None, str]:
+    eigenvalues, vectors = np.linalg.eigh(0.5 * (matrix + matrix.T))
+    tolerance = np.abs(eigenvalues).max() * matrix.shape[0] * np.finfo(float).eps
+    if eigenvalues[0] <= tolerance:
+        kind = "singular" if abs(eigenvalues[0]) <= tolerance else "not positive definite"
+        return None, (f"{what} is {kind} (smallest eigenvalue {eigenvalues[0]:.3g}, largest "
+                      f"{eigenvalues[-1]:.3g}): the model may not be identified or the point is "
+                      f"not a maximum; standard errors are NaN. Parameters on that eigenvector: "
+                      f"{_loading_parameters(vectors[:, 0], names)}")
+    return (vectors / eigenvalues) @ vectors.T, ""
 
-    ``kind``: ``"classical"`` ``(-H)^{-1}``; ``"bhhh"`` ``(S'S)^{-1}`` from the per-individual
-    scores ``S`` ``(N, P)``; ``"robust"`` the sandwich ``H^{-1} (S'S) H^{-1}``. If ``-H`` is not
-    positive definite (a singular or indefinite Hessian: an unidentified model, or not at a
-    maximum) the covariance is NaN and the message says why.
+
+def covariance(hess: np.ndarray, scores: np.ndarray, kind: str, names,
+               clusters: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """``(covariance (P, P), message)``; the message is empty when all is well.
+
+    ``hess``: Hessian of the log-likelihood; ``scores``: per-individual gradients ``(N, P)``;
+    ``clusters``: one label per individual, for ``kind="cluster"``.
     """
+    if kind not in COVARIANCES:
+        raise ValueError(f"unknown covariance type {kind!r}; use one of {COVARIANCES}")
     n = hess.shape[0]
     nan = np.full((n, n), np.nan)
     if kind == "bhhh":
-        outer = scores.T @ scores
-        eigenvalues = np.linalg.eigvalsh(outer)
-        if eigenvalues.min() <= eigenvalues.max() * n * np.finfo(float).eps:
-            return nan, "the outer product of the scores is singular: the model is not identified"
-        return np.linalg.inv(outer), ""
-    information = -0.5 * (hess + hess.T)
-    eigenvalues, vectors = np.linalg.eigh(information)
-    tolerance = np.abs(eigenvalues).max() * n * np.finfo(float).eps
-    if eigenvalues.min() <= tolerance:
-        worst = vectors[:, 0]
-        kind_of = "singular" if abs(eigenvalues[0]) <= tolerance else "not negative definite"
-        return nan, (f"the Hessian is {kind_of} (smallest eigenvalue of -H: {eigenvalues[0]:.3g}); "
-                     f"standard errors are NaN. Parameters loading on that eigenvector: "
-                     f"{[names[p] for p in np.flatnonzero(np.abs(worst) > 0.1 * np.abs(worst).max())]}")
-    inverse = (vectors / eigenvalues) @ vectors.T
+        inverse, message = _inverse_positive_definite(scores.T @ scores,
+                                                      "the outer product of the scores", names)
+        return (nan, message) if inverse is None else (inverse, "")
+    inverse, message = _inverse_positive_definite(-np.asarray(hess), "-H (the negative Hessian)",
+                                                  names)
+    if inverse is None:
+        return nan, message
     if kind == "classical":
         return inverse, ""
-    if kind == "robust":
-        return inverse @ (scores.T @ scores) @ inverse, ""
-    raise ValueError(f"unknown covariance type {kind!r}; use 'robust', 'classical' or 'bhhh'")
+    if kind == "cluster":
+        if clusters is None or len(clusters) != scores.shape[0]:
+            raise ValueError("cluster-robust standard errors need one cluster label per individual")
+        _, group = np.unique(np.asarray(clusters), return_inverse=True)
+        summed = np.zeros((group.max() + 1, scores.shape[1]))
+        np.add.at(summed, group, scores)
+        scores = summed
+    return inverse @ (scores.T @ scores) @ inverse, ""

@@ -22,7 +22,7 @@ import numpy as np
 from ._data import Panel
 from ._draws import Halton, make_draws
 from ._gradients import loglik_and_grad_per_individual, simulated_loglik_analytic
-from ._inference import hessian
+from ._hessian import hessian
 from ._likelihood import individual_loglik, simulated_loglik
 from ._parameters import ParameterSpace
 
@@ -53,7 +53,7 @@ class Problem:
     """``model`` on ``panel`` with fixed ``draws``, as functions of the free parameters.
 
     ``loglik(theta)``, ``loglik_and_grad(theta)``, ``scores(theta)`` (per-individual gradients,
-    ``(N, P)``) and ``hessian(theta)`` (``jacfwd`` of the selected gradient) are jitted.
+    ``(N, P)``) and ``hessian(theta, method)`` (of the selected gradient) are jitted.
     ``objective(theta, data, draws)`` is the traceable log-likelihood whose ``jax.grad`` is the
     selected gradient.
     """
@@ -96,8 +96,9 @@ class Problem:
         self._loglik = jax.jit(plain)
         self._value_and_grad = jax.jit(jax.value_and_grad(self.objective))
         self._scores = jax.jit(scores)
-        self._hessian = jax.jit(lambda theta, data, draws, batch: hessian(
-            lambda t: self.objective(t, data, draws), theta, batch), static_argnums=3)
+        gradient_of = jax.grad(self.objective)
+        self._hessian = jax.jit(lambda theta, data, draws, method, batch: hessian(
+            lambda t: gradient_of(t, data, draws), theta, method, batch), static_argnums=(3, 4))
 
     @property
     def theta0(self) -> jax.Array:
@@ -112,8 +113,10 @@ class Problem:
     def scores(self, theta):
         return self._scores(theta, self.data, self.draws)
 
-    def hessian(self, theta, batch_size: int = 16):
-        return self._hessian(theta, self.data, self.draws, batch_size)
+    def hessian(self, theta, method: str = "jacfwd", batch_size: int = 16):
+        """The unsymmetrised Hessian (see :func:`jaxiclv.hessian` for the methods); pass it
+        through :func:`jaxiclv.symmetrize` before use."""
+        return self._hessian(theta, self.data, self.draws, method, batch_size)
 
     def named(self, vector) -> dict[str, float]:
         return dict(zip(self.space.names, np.asarray(vector).tolist()))

@@ -36,6 +36,9 @@ class Results:
     cov_type: str
     cov_message: str
     hessian: np.ndarray
+    hessian_method: str
+    hessian_asymmetry: float  # max|H - H'| / max|H| before symmetrising
+    scores: np.ndarray  # per-individual gradients (N, P)
     fixed: dict[str, float]
     llf: float
     llf_start: float
@@ -49,6 +52,7 @@ class Results:
     gradient_norm: float
     history: np.ndarray
     optimizer: str
+    gradient: str
 
     @property
     def converged(self) -> bool:
@@ -111,7 +115,9 @@ class Results:
             "iterations": self.iterations,
             "seconds": round(self.seconds, 3),
             "optimizer": self.optimizer,
+            "gradient": self.gradient,
             "gradient norm (max abs)": self.gradient_norm,
+            "Hessian": f"{self.hessian_method} (asymmetry {self.hessian_asymmetry:.1e})",
             "covariance": self.cov_type + (f" ({self.cov_message})" if self.cov_message else ""),
         }, name="value", dtype=object)
 
@@ -121,9 +127,14 @@ class Results:
         table = self.table()
         if extra is not None:
             table = table.join(extra)
-        with pd.option_context("display.max_rows", None, "display.width", 120,
+        statistics = self.fit_statistics()
+        width = max(len(k) for k in statistics.index)
+        lines = [f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}"
+                 for k, v in statistics.items()]
+        with pd.option_context("display.max_rows", None, "display.width", 200,
                                "display.float_format", "{:.6g}".format):
-            fixed = ("\nFixed parameters: " + ", ".join(f"{k} = {v:g}" for k, v in self.fixed.items())
-                     if self.fixed else "")
-            return (f"ICLV model estimated by simulated maximum likelihood\n"
-                    f"{self.fit_statistics().to_string()}\n\n{table.to_string()}{fixed}")
+            text = table.to_string()
+        fixed = ("\n\nFixed parameters: " + ", ".join(f"{k} = {v:g}" for k, v in self.fixed.items())
+                 if self.fixed else "")
+        return ("ICLV model estimated by simulated maximum likelihood\n" + "\n".join(lines)
+                + "\n\n" + text + fixed)
