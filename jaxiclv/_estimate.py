@@ -123,7 +123,8 @@ def _trust_exact(problem: Problem, max_iter, gtol, report, every, hessian_method
 def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
              optimizer: str = "lbfgs", max_iter: int = 2000, gtol: float = 1e-6,
              gradient: str = "analytic", hessian: str = "jacfwd", cov_type: str = "robust",
-             clusters=None, chunk_size: int | None = None, dtype=jnp.float64,
+             clusters=None, compare_hessians: bool = False, chunk_size: int | None = None,
+             dtype=jnp.float64,
              progress: bool | Callable[[int, float, float], None] = False,
              progress_every: int = 25) -> Results:
     """Estimate ``model`` on ``panel`` by simulated maximum likelihood.
@@ -146,6 +147,8 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
     cov_type: ``"robust"`` (sandwich, the default, as in Apollo and Biogeme), ``"classical"``,
         ``"bhhh"`` or ``"cluster"`` (then ``clusters`` gives one label per individual, in the
         order of ``panel.ids``, or a mapping / Series from id to cluster).
+    compare_hessians: also compute the Hessian by every method and attach the comparison
+        (``result.hessian_comparison``).
     chunk_size: evaluate the likelihood over chunks of this many individuals.
     dtype: ``jnp.float64`` (default) or ``jnp.float32``.
     progress: ``True`` writes a line to stderr every ``progress_every`` iterations; a callable
@@ -180,6 +183,7 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
     if cov_message:
         warnings.warn(cov_message, RuntimeWarning, stacklevel=2)
     fitted = problem.space.unflatten(theta)
+    natural_names, natural_values, natural_jacobian = problem.natural(theta)
     return Results(
         model=fitted, names=problem.space.names, estimates=np.asarray(theta), cov=cov,
         cov_type=cov_type, cov_message=cov_message, hessian=hess.matrix,
@@ -189,4 +193,6 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
         n_observations=panel.n_observations, n_draws=int(problem.draws.shape[1]),
         iterations=iterations, seconds=time.perf_counter() - started, status=status,
         message=message, gradient_norm=float(np.max(np.abs(grad))), history=np.asarray(history),
-        optimizer=optimizer, gradient=gradient)
+        optimizer=optimizer, gradient=gradient, natural_names=natural_names,
+        natural_estimates=natural_values, natural_jacobian=natural_jacobian,
+        hessian_comparison=problem.compare_hessians(theta) if compare_hessians else None)

@@ -19,12 +19,15 @@ is an error, never silently symmetrised.
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
-__all__ = ["HESSIANS", "hessian", "symmetrize", "HessianAsymmetryError"]
+__all__ = ["HESSIANS", "hessian", "symmetrize", "HessianAsymmetryError", "HessianComparison",
+           "compare_hessians"]
 
 HESSIANS = ("jacfwd", "fd-forward", "fd-central")
 
@@ -84,3 +87,62 @@ def symmetrize(matrix, method: str) -> SymmetricHessian:
             f"the exact ({method}) Hessian is not symmetric: relative asymmetry {asymmetry:.2e} "
             f"(tolerance {EXACT_ASYMMETRY_TOLERANCE:.0e}), worst at row {row}")
     return SymmetricHessian(0.5 * (matrix + matrix.T), method, asymmetry)
+
+
+@dataclasses.dataclass(frozen=True)
+class HessianComparison:
+    """Hessians of one problem at one point by several methods, side by side."""
+
+    names: tuple[str, ...]
+    blocks: tuple[str, ...]  # the block of each parameter: structural, measurement, choice
+    hessians: dict[str, SymmetricHessian]
+    seconds: dict[str, float]  # wall time per method, compilation included
+
+    def differences(self) -> pd.DataFrame:
+        """Max absolute and relative (to the block's max |H|) difference of every pair of
+        methods, over all parameters and per block of rows."""
+        rows = []
+        methods = list(self.hessians)
+        blocks = np.asarray(self.blocks)
+        for i, a in enumerate(methods):
+            for b in methods[i + 1:]:
+                ha, hb = self.hessians[a].matrix, self.hessians[b].matrix
+                for block in ("all", *dict.fromkeys(self.blocks)):
+                    rows_in = slice(None) if block == "all" else blocks == block
+                    diff = np.abs(ha[rows_in] - hb[rows_in])
+                    rows.append({"methods": f"{a} vs {b}", "block": block,
+                                 "max abs diff": diff.max(),
+                                 "max rel diff": diff.max() / np.abs(ha[rows_in]).max()})
+        return pd.DataFrame(rows)
+
+    def eigen(self) -> pd.DataFrame:
+        """Per method: extreme eigenvalues of H, condition number, asymmetry, time, and
+        whether H is negative definite; if not, the parameters that load on the offending
+        eigenvectors."""
+        rows = []
+        for method, h in self.hessians.items():
+            eigenvalues, vectors = np.linalg.eigh(h.matrix)
+            tolerance = np.abs(eigenvalues).max() * len(eigenvalues) * np.finfo(float).eps
+            offending = np.flatnonzero(eigenvalues >= -tolerance)
+            loading = sorted({self.names[p] for e in offending
+                              for p in np.flatnonzero(np.abs(vectors[:, e])
+                                                      > 0.1 * np.abs(vectors[:, e]).max())})
+            rows.append({"method": method, "min eigenvalue": eigenvalues[0],
+                         "max eigenvalue": eigenvalues[-1],
+                         "condition number": np.abs(eigenvalues).max() / np.abs(eigenvalues).min(),
+                         "negative definite": offending.size == 0,
+                         "offending parameters": ", ".join(loading),
+                         "asymmetry": h.asymmetry, "seconds": self.seconds[method]})
+        return pd.DataFrame(rows).set_index("method")
+
+
+def compare_hessians(hessian_of, names, blocks, methods=HESSIANS) -> HessianComparison:
+    """Compute the Hessian by each of ``methods`` (``hessian_of(method)`` returns the raw
+    matrix) and compare them."""
+    hessians, seconds = {}, {}
+    for method in methods:
+        started = time.perf_counter()
+        matrix = np.asarray(jax.block_until_ready(hessian_of(method)))
+        seconds[method] = time.perf_counter() - started
+        hessians[method] = symmetrize(matrix, method)
+    return HessianComparison(tuple(names), tuple(blocks), hessians, seconds)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -17,8 +18,8 @@ from jaxtyping import Array, Float
 from ._choice import AbstractChoice, BinaryProbit
 from ._data import DataError, Panel, PanelArrays
 from ._latent import Structural
-from ._measurement import AbstractMeasurement
-from ._parameters import replace_fields
+from ._measurement import AbstractMeasurement, AbstractOrdered
+from ._parameters import labelled_values, replace_fields
 
 __all__ = ["ICLV"]
 
@@ -121,3 +122,27 @@ class ICLV(eqx.Module):
     def fixed_labels(self) -> tuple[str, ...]:
         components = (self.latent, *self.measurement, *([self.choice] if self.choice else []))
         return tuple(name for c in components for name in c.fixed_labels())
+
+    def parameter_blocks(self) -> dict[str, str]:
+        """``{parameter name: "structural" | "measurement" | "choice"}``."""
+        parts = [("structural", self.latent), *(("measurement", b) for b in self.measurement),
+                 *([("choice", self.choice)] if self.choice is not None else [])]
+        return {name: block for block, component in parts for name in labelled_values(component)}
+
+    def natural_values(self) -> dict[str, jax.Array]:
+        """Every parameter on its natural scale (traceable, for the delta method): ``sigma``
+        for each ``log_sigma``, the thresholds ``tau1 < tau2 < ...`` for ``tau1`` and the
+        ``log_dtau`` increments; everything else as it is."""
+        thresholds = {f"{item}.tau1": {f"{item}.tau{j + 1}": block.thresholds[k, j]
+                                       for j in range(block.levels - 1)}
+                      for block in self.measurement if isinstance(block, AbstractOrdered)
+                      for k, item in enumerate(block.indicators)}
+        out = {}
+        for name, value in labelled_values(self).items():
+            if name.endswith(".log_sigma"):
+                out[name[: -len("log_sigma")] + "sigma"] = jnp.exp(value)
+            elif name in thresholds:
+                out.update(thresholds[name])
+            elif ".log_dtau" not in name:
+                out[name] = value
+        return out

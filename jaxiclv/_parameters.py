@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["ParameterSpace", "replace_fields"]
+__all__ = ["ParameterSpace", "replace_fields", "labelled_values", "set_values"]
 
 
 def replace_fields(module: eqx.Module, **fields) -> eqx.Module:
@@ -104,6 +104,17 @@ class ParameterSpace:
                 if name:
                     out[str(name)] = float(value)
         return out
+
+
+def labelled_values(model) -> dict[str, jax.Array]:
+    """Every labelled parameter of ``model`` by name, as (traceable) scalars."""
+    out = {}
+    for leaf, label in zip(jax.tree.leaves(model), _label_leaves(model)):
+        flat = jnp.ravel(leaf)
+        for index, name in enumerate(label.ravel()):
+            if name:
+                out[str(name)] = flat[index]
+    return out
 
 
 def set_values(model, values: Mapping[str, float]):

@@ -22,7 +22,7 @@ import numpy as np
 from ._data import Panel
 from ._draws import Halton, make_draws
 from ._gradients import loglik_and_grad_per_individual, simulated_loglik_analytic
-from ._hessian import hessian
+from ._hessian import HESSIANS, compare_hessians, hessian
 from ._likelihood import individual_loglik, simulated_loglik
 from ._parameters import ParameterSpace
 
@@ -117,6 +117,20 @@ class Problem:
         """The unsymmetrised Hessian (see :func:`jaxiclv.hessian` for the methods); pass it
         through :func:`jaxiclv.symmetrize` before use."""
         return self._hessian(theta, self.data, self.draws, method, batch_size)
+
+    def compare_hessians(self, theta, methods=HESSIANS, batch_size: int = 16):
+        """A :class:`HessianComparison` of the Hessian methods at ``theta``."""
+        blocks = self.space.template.parameter_blocks()
+        return compare_hessians(lambda method: self.hessian(theta, method, batch_size),
+                                self.space.names, [blocks[n] for n in self.space.names], methods)
+
+    def natural(self, theta):
+        """``(names, values, Jacobian d values / d theta)`` of the parameters on their natural
+        scale (``sigma`` for ``log_sigma``, thresholds for their increments)."""
+        values = lambda t: self.space.unflatten(t).natural_values()
+        names = tuple(values(theta))
+        stacked = lambda t: jnp.stack(list(values(t).values()))
+        return names, np.asarray(stacked(theta)), np.asarray(jax.jacfwd(stacked)(theta))
 
     def named(self, vector) -> dict[str, float]:
         return dict(zip(self.space.names, np.asarray(vector).tolist()))

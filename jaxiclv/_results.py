@@ -53,6 +53,10 @@ class Results:
     history: np.ndarray
     optimizer: str
     gradient: str
+    natural_names: tuple[str, ...]
+    natural_estimates: np.ndarray
+    natural_jacobian: np.ndarray  # d natural / d theta
+    hessian_comparison: object | None = None
 
     @property
     def converged(self) -> bool:
@@ -90,6 +94,23 @@ class Results:
 
     def cov_params(self) -> pd.DataFrame:
         return pd.DataFrame(self.cov, index=list(self.names), columns=list(self.names))
+
+    def corr_params(self) -> pd.DataFrame:
+        scale = np.sqrt(np.diag(self.cov))
+        return pd.DataFrame(self.cov / np.outer(scale, scale), index=list(self.names),
+                            columns=list(self.names))
+
+    def natural(self) -> pd.DataFrame:
+        """Every parameter on its natural scale (``sigma`` for ``log_sigma``, thresholds
+        ``tau_j`` for their increments) with delta-method standard errors
+        ``sqrt(diag(J V J'))``; parameters that are fixed get a NaN standard error."""
+        jacobian = self.natural_jacobian
+        se = np.sqrt(np.einsum("ip,pq,iq->i", jacobian, self.cov, jacobian))
+        se = np.where(np.any(jacobian != 0, axis=1), se, np.nan)
+        index = list(self.natural_names)
+        t = self.natural_estimates / se
+        return pd.DataFrame({"estimate": self.natural_estimates, "std err": se, "t": t,
+                             "p": 2.0 * stats.norm.sf(np.abs(t))}, index=index)
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
         half = stats.norm.ppf(1.0 - alpha / 2.0) * self.bse
