@@ -8,6 +8,7 @@ fewer iterations, each costing one Hessian).
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 import warnings
@@ -22,7 +23,7 @@ from scipy import optimize
 from ._data import Panel
 from ._hessian import symmetrize
 from ._inference import covariance
-from ._problem import Problem
+from ._problem import Problem, objective
 from ._results import Results, Status
 
 __all__ = ["estimate", "OPTIMIZERS"]
@@ -39,25 +40,26 @@ def _relative_gradient(grad, theta, llf) -> float:
     return float(np.max(np.abs(grad) * np.maximum(np.abs(theta), 1.0)) / max(abs(llf), 1.0))
 
 
+_SOLVER = optax.lbfgs()
+
+
+@functools.partial(jax.jit, static_argnames=("gradient", "chunk_size"))
+def _lbfgs_step(space, data, draws, theta, state, gradient, chunk_size):
+    """One L-BFGS iteration on ``-LL / N`` (the scale of the objective does not grow with the
+    sample); returns the new point, the state, and ``-LL / N`` and its gradient at ``theta``."""
+    n = draws.shape[0]
+    value_fn = lambda t: -objective(space, t, data, draws, gradient, chunk_size) / n
+    value, grad = optax.value_and_grad_from_state(value_fn)(theta, state=state)
+    updates, state = _SOLVER.update(grad, state, theta, value=value, grad=grad, value_fn=value_fn)
+    return optax.apply_updates(theta, updates), state, value, grad
+
+
 def _lbfgs(problem: Problem, max_iter, gtol, report, every):
     n = problem.panel.n_individuals
-
-    # minimise -LL / N: the scale of the objective does not grow with the sample
-    def objective(theta):
-        return -problem.objective(theta, problem.data, problem.draws) / n
-
-    solver = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(objective)
-
-    @jax.jit
-    def step(theta, state):
-        value, grad = value_and_grad(theta, state=state)
-        updates, state = solver.update(grad, state, theta, value=value, grad=grad,
-                                       value_fn=objective)
-        return optax.apply_updates(theta, updates), state, value, grad
-
+    step = functools.partial(_lbfgs_step, problem.space, problem.data, problem.draws,
+                             gradient=problem.gradient, chunk_size=problem.chunk_size)
     theta = problem.theta0
-    state = solver.init(theta)
+    state = _SOLVER.init(theta)
     history, status, stall = [], Status.MAX_ITERATIONS, 0
     for iteration in range(1, max_iter + 1):
         new_theta, state, value, grad = step(theta, state)

@@ -7,7 +7,8 @@ Normal probabilities use ``Phi(x) = erfc(-x / sqrt 2) / 2`` directly (one ``erfc
 accurate to full relative precision for ``x <= 0``). ``jax.scipy.special.log_ndtr`` is accurate
 too but evaluates ``erf``, ``erfc`` and an asymptotic series for every element, about 7x the
 cost of one ``erfc`` on CPU, and it is the inner loop of the likelihood. Below ``x = -30``,
-where ``erfc`` nears underflow, the asymptotic expansion of ``erfcx`` takes over.
+where ``Phi^2`` would underflow (and with it the second derivative of ``log Phi``), the
+asymptotic expansion of ``erfcx`` takes over.
 """
 
 from __future__ import annotations
@@ -25,15 +26,20 @@ __all__ = ["log1mexp", "normal_logpdf", "log_normal_interval", "log_logistic_int
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _SQRT_HALF = math.sqrt(0.5)
-_TAIL = -30.0  # Phi(-30) ~ 5e-198: below this the asymptotic branch is used
+_TAIL = -25.0  # Phi(-25) ~ 3e-138, so Phi^2 stays normal: below this the asymptotic branch
 # erfcx(u) ~ (1 / (u sqrt(pi))) sum_k c_k / (2 u^2)^k with c_k = (-1)^k (2k - 1)!!; at
-# u >= 30 / sqrt(2) the terms fall below 1e-16 relative by k = 7.
-_ERFCX_SERIES = tuple((-1) ** k * math.prod(range(1, 2 * k, 2)) for k in range(8))
+# u >= 25 / sqrt(2) the terms fall below 1e-18 relative by k = 9 (the series' smallest term is
+# near k = u^2, far beyond).
+_ERFCX_SERIES = tuple((-1) ** k * math.prod(range(1, 2 * k, 2)) for k in range(11))
 
 
 def log1mexp(x):
-    """``log(1 - exp(x))`` for ``x <= 0`` (Maechler 2012): expm1 near 0, log1p in the tail."""
-    return jnp.where(x > -math.log(2.0), jnp.log(-jnp.expm1(x)), jnp.log1p(-jnp.exp(x)))
+    """``log(1 - exp(x))`` for ``x <= 0`` (Maechler 2012): expm1 near 0, log1p in the tail.
+    Each branch gets a harmless argument where it is not used, so that neither branch's
+    derivative is infinite there (``log1p(-exp(x))`` has one for ``x`` within eps of 0)."""
+    near_zero = x > -math.log(2.0)
+    return jnp.where(near_zero, jnp.log(-jnp.expm1(jnp.where(near_zero, x, -1.0))),
+                     jnp.log1p(-jnp.exp(jnp.where(near_zero, -1.0, x))))
 
 
 def normal_logpdf(y, mean, log_sigma):
@@ -56,7 +62,7 @@ def log_normal_interval(lower, upper):
 
     An interval in the upper half is reflected (``Phi(b) - Phi(a) = Phi(-a) - Phi(-b)``) so
     that ``a < b`` and ``a + b <= 0``. Central branch: ``(erfc(-b/sqrt2) - erfc(-a/sqrt2)) / 2``.
-    Far tail (``b < -30``), with ``u = -b/sqrt2``, ``v = -a/sqrt2``:
+    Far tail (``b < -25``), with ``u = -b/sqrt2``, ``v = -a/sqrt2``:
     ``log P = -u^2 - log 2 + log(erfcx(u) - erfcx(v) exp(u^2 - v^2))``, which never underflows.
     Each branch sees finite dummy arguments where it is not used, and an infinite end never
     reaches ``erfc``, so no infinity or NaN reaches a first or second derivative.
@@ -70,9 +76,12 @@ def log_normal_interval(lower, upper):
     a_central = jnp.where(tail | open_below, b_central - 1.0, a)
     below_central = jnp.where(open_below, 0.0, erfc(-_SQRT_HALF * a_central))
     central = jnp.log(0.5 * (erfc(-_SQRT_HALF * b_central) - below_central))
-    u = -_SQRT_HALF * jnp.where(tail, b, _TAIL - 1.0)
-    v = -_SQRT_HALF * jnp.where(tail & ~open_below, a, _TAIL - 2.0)
-    below = jnp.where(open_below, 0.0, _erfcx_asymptotic(v) * jnp.exp((u - v) * (u + v)))
+    # far tail: u - v = -(b - a) / sqrt2 from the width itself, which keeps narrow intervals exact
+    b_far = jnp.where(tail, b, _TAIL - 1.0)
+    width = jnp.where(tail & ~open_below, b - a, 1.0)
+    u = -_SQRT_HALF * b_far
+    v = u + _SQRT_HALF * width  # v > u, so exp(u^2 - v^2) <= 1
+    below = jnp.where(open_below, 0.0, _erfcx_asymptotic(v) * jnp.exp(-_SQRT_HALF * width * (u + v)))
     far = jnp.log(_erfcx_asymptotic(u) - below) - u * u - math.log(2.0)
     return jnp.where(tail, far, central)
 
@@ -85,7 +94,7 @@ def log_logistic_interval(lower, upper):
     """
     open_below = jnp.isneginf(lower)
     a = jnp.where(open_below, upper - 1.0, lower)
-    rest = log_sigmoid(-a) + jnp.log(-jnp.expm1(a - upper))
+    rest = log_sigmoid(-a) + log1mexp(a - upper)
     return log_sigmoid(upper) + jnp.where(open_below, 0.0, rest)
 
 

@@ -9,7 +9,6 @@ structural-zero elements keep the values they have in the template model.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from collections.abc import Iterable, Mapping
 
@@ -43,23 +42,21 @@ def _unknown_name_error(name: str, known: Iterable[str]) -> KeyError:
     return KeyError(f"no parameter named {name!r} in the model{hint}")
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class ParameterSpace:
-    """Flat vector of free parameters <-> model.
+class ParameterSpace(eqx.Module):
+    """Flat vector of free parameters <-> model; a pytree, so it can be passed to jitted
+    functions (its template's arrays are leaves, its indices and names static).
 
     ``names[p]`` names ``theta[p]``; ``fixed_names`` are the labelled parameters held at their
     template values.
     """
 
     template: eqx.Module
-    free: tuple[np.ndarray, ...]  # per parameter leaf: flat indices of its free elements
-    names: tuple[str, ...]
-    fixed_names: tuple[str, ...]
-    treedef: object
+    free: tuple[tuple[int, ...], ...] = eqx.field(static=True)  # per leaf: flat free indices
+    names: tuple[str, ...] = eqx.field(static=True)
+    fixed_names: tuple[str, ...] = eqx.field(static=True)
 
     @classmethod
     def from_model(cls, model, fixed: Iterable[str] = ()) -> "ParameterSpace":
-        leaves, treedef = jax.tree.flatten(model)
         labels = _label_leaves(model)
         all_names = [name for label in labels for name in label.ravel() if name]
         duplicates = sorted({n for n in all_names if all_names.count(n) > 1})
@@ -69,12 +66,12 @@ class ParameterSpace:
         for name in fixed:
             if name not in all_names:
                 raise _unknown_name_error(name, all_names)
-        free = tuple(np.flatnonzero([bool(n) and n not in fixed for n in label.ravel()])
+        free = tuple(tuple(int(i) for i in np.flatnonzero([bool(n) and n not in fixed
+                                                           for n in label.ravel()]))
                      for label in labels)
-        names = tuple(label.ravel()[index] for label, index in zip(labels, free))
-        return cls(template=model, free=free,
-                   names=tuple(str(n) for group in names for n in group),
-                   fixed_names=tuple(n for n in all_names if n in fixed), treedef=treedef)
+        names = tuple(str(label.ravel()[i]) for label, index in zip(labels, free) for i in index)
+        return cls(template=model, free=free, names=names,
+                   fixed_names=tuple(str(n) for n in all_names if n in fixed))
 
     @property
     def size(self) -> int:
@@ -83,18 +80,20 @@ class ParameterSpace:
     def flatten(self, model) -> jax.Array:
         """The free parameters of ``model`` as a vector of shape ``(P,)``."""
         leaves = jax.tree.leaves(model)
-        return jnp.concatenate([jnp.ravel(leaf)[index] for leaf, index in zip(leaves, self.free)])
+        return jnp.concatenate([jnp.ravel(leaf)[np.asarray(index, dtype=np.int32)]
+                                for leaf, index in zip(leaves, self.free)])
 
     def unflatten(self, theta: jax.Array) -> eqx.Module:
         """The template model with its free parameters replaced by ``theta``."""
-        leaves = []
-        start = 0
-        for leaf, index in zip(jax.tree.leaves(self.template), self.free):
+        leaves, treedef = jax.tree.flatten(self.template)
+        new_leaves, start = [], 0
+        for leaf, index in zip(leaves, self.free):
             leaf = jnp.asarray(leaf, dtype=theta.dtype)
-            stop = start + index.size
-            leaves.append(jnp.ravel(leaf).at[index].set(theta[start:stop]).reshape(leaf.shape))
+            stop = start + len(index)
+            new_leaves.append(jnp.ravel(leaf).at[np.asarray(index, dtype=np.int32)]
+                              .set(theta[start:stop]).reshape(leaf.shape))
             start = stop
-        return jax.tree.unflatten(self.treedef, leaves)
+        return jax.tree.unflatten(treedef, new_leaves)
 
     def values(self, model) -> dict[str, float]:
         """Every labelled parameter (free and fixed) of ``model`` by name."""

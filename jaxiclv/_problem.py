@@ -1,4 +1,4 @@
-"""A model, a panel and fixed draws as jitted functions of the free-parameter vector.
+"""A model, a panel and fixed draws as functions of the free-parameter vector.
 
 Estimation, standard errors and benchmarks all call these functions; one switch,
 ``gradient``, selects the gradient everywhere:
@@ -9,10 +9,14 @@ Estimation, standard errors and benchmarks all call these functions; one switch,
 - ``"finite-difference"``: central differences of the log-likelihood, step
   ``h_p = eps^(1/3) max(|theta_p|, 1)`` (for reference only: error ``O(h^2)`` plus rounding
   ``O(eps |LL| / h)``).
+
+The jitted functions live at module level and take the :class:`ParameterSpace`, the data and
+the draws as pytree arguments, so problems of the same shapes share their compiled code.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import jax
@@ -26,17 +30,17 @@ from ._hessian import HESSIANS, compare_hessians, hessian
 from ._likelihood import individual_loglik, simulated_loglik
 from ._parameters import ParameterSpace
 
-__all__ = ["Problem", "GRADIENTS", "central_difference_gradient"]
+__all__ = ["Problem", "GRADIENTS", "central_difference_gradient", "objective"]
 
 GRADIENTS = ("analytic", "autodiff", "finite-difference")
 
 
 def central_difference_gradient(f, theta, batch_size: int = 32):
     """Central differences of the scalar ``f`` at ``theta``, all ``2P`` evaluations batched."""
-    step = jnp.finfo(theta.dtype).eps ** (1.0 / 3.0) * jnp.maximum(jnp.abs(theta), 1.0)
-    shifts = jnp.diag(step)  # (P, P)
+    raw = jnp.finfo(theta.dtype).eps ** (1.0 / 3.0) * jnp.maximum(jnp.abs(theta), 1.0)
+    step = (theta + raw) - theta  # exactly representable
     value = lambda shift: f(theta + shift) - f(theta - shift)
-    return jax.lax.map(value, shifts, batch_size=batch_size) / (2.0 * step)
+    return jax.lax.map(value, jnp.diag(step), batch_size=batch_size) / (2.0 * step)
 
 
 def _with_gradient(value_and_grad):
@@ -49,13 +53,52 @@ def _with_gradient(value_and_grad):
     return f
 
 
+def objective(space: ParameterSpace, theta, data, draws, gradient: str, chunk_size=None):
+    """The simulated log-likelihood at ``theta``, whose ``jax.grad`` is the selected gradient."""
+    if gradient == "analytic":
+        return simulated_loglik_analytic(space.unflatten(theta), data, draws, chunk_size)
+    plain = lambda t: simulated_loglik(space.unflatten(t), data, draws, chunk_size)
+    if gradient == "autodiff":
+        return plain(theta)
+    if gradient == "finite-difference":
+        return _with_gradient(lambda t: (plain(t), central_difference_gradient(plain, t)))(theta)
+    raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+
+
+_static = ("gradient", "chunk_size")
+
+
+@functools.partial(jax.jit, static_argnames=("chunk_size",))
+def _loglik(space, theta, data, draws, chunk_size):
+    return simulated_loglik(space.unflatten(theta), data, draws, chunk_size)
+
+
+@functools.partial(jax.jit, static_argnames=_static)
+def _loglik_and_grad(space, theta, data, draws, gradient, chunk_size):
+    return jax.value_and_grad(objective, argnums=1)(space, theta, data, draws, gradient, chunk_size)
+
+
+@functools.partial(jax.jit, static_argnames=_static)
+def _scores(space, theta, data, draws, gradient, chunk_size):
+    if gradient == "analytic":
+        _, grads = loglik_and_grad_per_individual(space.unflatten(theta), data, draws, chunk_size)
+        return jax.vmap(space.flatten)(grads)
+    individual = lambda t, x, eta: individual_loglik(space.unflatten(t), x, eta)
+    return jax.vmap(jax.grad(individual), in_axes=(None, 0, 0))(theta, data, draws)
+
+
+@functools.partial(jax.jit, static_argnames=(*_static, "method", "batch_size"))
+def _hessian(space, theta, data, draws, gradient, chunk_size, method, batch_size):
+    gradient_of = jax.grad(objective, argnums=1)
+    return hessian(lambda t: gradient_of(space, t, data, draws, gradient, chunk_size), theta,
+                   method, batch_size)
+
+
 class Problem:
     """``model`` on ``panel`` with fixed ``draws``, as functions of the free parameters.
 
     ``loglik(theta)``, ``loglik_and_grad(theta)``, ``scores(theta)`` (per-individual gradients,
     ``(N, P)``) and ``hessian(theta, method)`` (of the selected gradient) are jitted.
-    ``objective(theta, data, draws)`` is the traceable log-likelihood whose ``jax.grad`` is the
-    selected gradient.
     """
 
     def __init__(self, model, panel: Panel, draws=None, fixed: Iterable[str] = (),
@@ -65,58 +108,37 @@ class Problem:
         model.check_data(panel)
         self.panel = panel
         self.gradient = gradient
+        self.chunk_size = chunk_size
         self.space = ParameterSpace.from_model(model, fixed)
         self.draws = jnp.asarray(make_draws(Halton(100) if draws is None else draws,
                                             panel.n_individuals, model.n_draw_dims), dtype=dtype)
         self.data = jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating)
                                  else a, panel.arrays)
         self.dtype = dtype
-        space, size = self.space, chunk_size
-
-        def plain(theta, data, draws):
-            return simulated_loglik(space.unflatten(theta), data, draws, size)
-
-        def analytic(theta, data, draws):
-            return simulated_loglik_analytic(space.unflatten(theta), data, draws, size)
-
-        def finite_difference(theta, data, draws):
-            f = lambda t: plain(t, data, draws)
-            return _with_gradient(lambda t: (f(t), central_difference_gradient(f, t)))(theta)
-
-        self.objective = {"analytic": analytic, "autodiff": plain,
-                          "finite-difference": finite_difference}[gradient]
-
-        def scores(theta, data, draws):
-            if gradient == "analytic":
-                _, grads = loglik_and_grad_per_individual(space.unflatten(theta), data, draws, size)
-                return jax.vmap(space.flatten)(grads)
-            individual = lambda t, x, eta: individual_loglik(space.unflatten(t), x, eta)
-            return jax.vmap(jax.grad(individual), in_axes=(None, 0, 0))(theta, data, draws)
-
-        self._loglik = jax.jit(plain)
-        self._value_and_grad = jax.jit(jax.value_and_grad(self.objective))
-        self._scores = jax.jit(scores)
-        gradient_of = jax.grad(self.objective)
-        self._hessian = jax.jit(lambda theta, data, draws, method, batch: hessian(
-            lambda t: gradient_of(t, data, draws), theta, method, batch), static_argnums=(3, 4))
 
     @property
     def theta0(self) -> jax.Array:
         return self.space.flatten(self.space.template).astype(self.dtype)
 
+    def objective(self, theta):
+        """The traceable log-likelihood whose ``jax.grad`` is the selected gradient."""
+        return objective(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size)
+
     def loglik(self, theta):
-        return self._loglik(theta, self.data, self.draws)
+        return _loglik(self.space, theta, self.data, self.draws, self.chunk_size)
 
     def loglik_and_grad(self, theta):
-        return self._value_and_grad(theta, self.data, self.draws)
+        return _loglik_and_grad(self.space, theta, self.data, self.draws, self.gradient,
+                                self.chunk_size)
 
     def scores(self, theta):
-        return self._scores(theta, self.data, self.draws)
+        return _scores(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size)
 
     def hessian(self, theta, method: str = "jacfwd", batch_size: int = 16):
         """The unsymmetrised Hessian (see :func:`jaxiclv.hessian` for the methods); pass it
         through :func:`jaxiclv.symmetrize` before use."""
-        return self._hessian(theta, self.data, self.draws, method, batch_size)
+        return _hessian(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size,
+                        method, batch_size)
 
     def compare_hessians(self, theta, methods=HESSIANS, batch_size: int = 16):
         """A :class:`HessianComparison` of the Hessian methods at ``theta``."""
