@@ -75,17 +75,20 @@ class SymmetricHessian:
 
 def symmetrize(matrix, method: str) -> SymmetricHessian:
     """Check and symmetrise a Hessian. Raises :class:`HessianAsymmetryError` for an exact
-    Hessian whose relative asymmetry exceeds ``EXACT_ASYMMETRY_TOLERANCE``."""
+    Hessian whose relative asymmetry exceeds ``EXACT_ASYMMETRY_TOLERANCE`` (float64), or
+    ``1e4 eps`` of a lower precision."""
+    # rounding scales with the precision the Hessian was computed in
+    tolerance = max(EXACT_ASYMMETRY_TOLERANCE, 1e4 * np.finfo(np.asarray(matrix).dtype).eps)
     matrix = np.asarray(matrix, dtype=np.float64)
     scale = np.max(np.abs(matrix))
     asymmetry = float(np.max(np.abs(matrix - matrix.T)) / scale) if scale > 0 else 0.0
     if not np.all(np.isfinite(matrix)):
         raise FloatingPointError(f"the {method} Hessian has non-finite entries")
-    if method == "jacfwd" and asymmetry > EXACT_ASYMMETRY_TOLERANCE:
+    if method == "jacfwd" and asymmetry > tolerance:
         row = int(np.argmax(np.max(np.abs(matrix - matrix.T), axis=1)))
         raise HessianAsymmetryError(
             f"the exact ({method}) Hessian is not symmetric: relative asymmetry {asymmetry:.2e} "
-            f"(tolerance {EXACT_ASYMMETRY_TOLERANCE:.0e}), worst at row {row}")
+            f"(tolerance {tolerance:.0e}), worst at row {row}")
     return SymmetricHessian(0.5 * (matrix + matrix.T), method, asymmetry)
 
 

@@ -109,6 +109,11 @@ class Structural(eqx.Module):
             values[l] = value
         return jnp.stack(values)
 
+    def _path_mask(self) -> np.ndarray:
+        """``mask[l, m] = 1`` where LV ``m`` is a parent of LV ``l`` (the ``b`` that enter)."""
+        return np.array([[float(m in ps) for m in self.names] for ps in self.parents]
+                        ).reshape(self.n_latent, self.n_latent)
+
     def latent_vjp(self, covariates: Float[Array, " C"], eta: Float[Array, "R L"]):
         """The latent variables ``(R, L)`` at ``R`` draws and their hand-derived pullback.
 
@@ -129,7 +134,7 @@ class Structural(eqx.Module):
                     total[m] = total[m] + self.b[l, m] * total[l]
             total = jnp.stack(total, axis=1)  # (R, L)
             return replace_fields(
-                self, gamma=jnp.outer(total.sum(0), covariates), b=total.T @ lv,
+                self, gamma=jnp.outer(total.sum(0), covariates), b=(total.T @ lv) * self._path_mask(),
                 log_sigma=jnp.sum(total * eta, axis=0) * jnp.exp(self.log_sigma))
         return lv, vjp
 

@@ -28,6 +28,11 @@ from ._parameters import replace_fields
 __all__ = ["AbstractMeasurement", "NormalIndicators", "OrderedProbit", "OrderedLogit"]
 
 
+def _plain(value):
+    """A numpy scalar as the Python value it holds, for readable messages."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _loading_structure(indicators: Mapping[str, Sequence[str]]):
     """``{latent: [indicators]}`` -> (indicator names, latent names, loading mask (K, L))."""
     latent = tuple(indicators)
@@ -202,7 +207,8 @@ class AbstractOrdered(AbstractMeasurement):
         if bad.any():
             n, k = np.argwhere(bad)[0]
             raise DataError(
-                f"indicator {self.indicators[k]!r}, individual {ids[n]!r}: value {values[n, k]!r} "
+                f"indicator {self.indicators[k]!r}, individual {_plain(ids[n])!r}: "
+                f"value {_plain(values[n, k])!r} "
                 f"is not one of the levels 1..{self.levels} of the ordered {self.link} model")
 
     def labels(self):
