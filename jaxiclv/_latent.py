@@ -110,9 +110,9 @@ class Structural(eqx.Module):
         return jnp.stack(values)
 
     def _path_mask(self) -> np.ndarray:
-        """``mask[l, m] = 1`` where LV ``m`` is a parent of LV ``l`` (the ``b`` that enter)."""
-        return np.array([[float(m in ps) for m in self.names] for ps in self.parents]
-                        ).reshape(self.n_latent, self.n_latent)
+        """``mask[l, m]``: LV ``m`` is a parent of LV ``l`` (the ``b`` that enter)."""
+        return np.array([[m in ps for m in self.names] for ps in self.parents],
+                        dtype=bool).reshape(self.n_latent, self.n_latent)
 
     def latent_vjp(self, covariates: Float[Array, " C"], eta: Float[Array, "R L"]):
         """The latent variables ``(R, L)`` at ``R`` draws and their hand-derived pullback.
@@ -134,7 +134,7 @@ class Structural(eqx.Module):
                     total[m] = total[m] + self.b[l, m] * total[l]
             total = jnp.stack(total, axis=1)  # (R, L)
             return replace_fields(
-                self, gamma=jnp.outer(total.sum(0), covariates), b=(total.T @ lv) * self._path_mask(),
+                self, gamma=jnp.outer(total.sum(0), covariates), b=jnp.where(self._path_mask(), total.T @ lv, 0.0),
                 log_sigma=jnp.sum(total * eta, axis=0) * jnp.exp(self.log_sigma))
         return lv, vjp
 

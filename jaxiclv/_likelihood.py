@@ -3,8 +3,9 @@
 ``LL = sum_i log( (1/R) sum_r exp(log L_ir) )``: :meth:`ICLV.draw_loglik` gives ``log L_ir``
 for one individual and one draw; here it is vmapped over the draws, averaged in log space
 (``logsumexp - log R``), and mapped over individuals, either all at once (``chunk_size=None``)
-or ``chunk_size`` individuals at a time (``jax.lax.map``), which bounds memory at
-``O(chunk_size * R)`` per-draw terms and keeps the working set in cache.
+or ``chunk_size`` individuals at a time (``jax.lax.map``, checkpointed), which bounds memory
+at ``O(chunk_size * R)`` per-draw terms, also under ``jax.grad``, and keeps the working set in
+cache.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ def loglik_per_individual(model, data: PanelArrays, draws: Float[Array, "N R D"]
     """The simulated log-likelihood of every individual, shape ``(N,)``."""
     if chunk_size is None:
         return jax.vmap(individual_loglik, in_axes=(None, 0, 0))(model, data, draws)
-    return jax.lax.map(lambda xe: individual_loglik(model, *xe), (data, draws),
-                       batch_size=chunk_size)
+    # checkpointed, so that reverse-mode differentiation keeps one chunk's intermediates, not all
+    chunk = jax.checkpoint(lambda xe: individual_loglik(model, *xe))
+    return jax.lax.map(chunk, (data, draws), batch_size=chunk_size)
 
 
 def simulated_loglik(model, data: PanelArrays, draws: Float[Array, "N R D"],
