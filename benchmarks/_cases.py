@@ -1,0 +1,124 @@
+"""Models, data and problems for one benchmark case.
+
+A case is ``(variant, n, r, dtype)``: the reference ICLV structure with ordered-probit items
+(``"ordinal"``, the bundled reference example) or the same structure with continuous
+``NormalIndicators`` (``"continuous"``), ``n`` individuals, ``r`` Halton draws. Models are
+evaluated at the reference study's true parameter values. Larger samples replicate the base
+data set (328 individuals) with new ids; each individual still gets its own draws.
+
+``quick`` shrinks the structure (2 latent variables, one explaining the other, with 2 items
+each, 1 attribute: 31 parameters) so that a smoke test compiles in seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+import jaxiclv as jic
+from jaxiclv import _example as ex
+
+QUICK_STRUCTURE = ({"health": 2}, ("intention", 2), ex.ATTRIBUTES[:1])
+VARIANTS = ("ordinal", "continuous")
+
+
+def build_model(variant: str, quick: bool) -> jic.ICLV:
+    """The reference structure (or its quick miniature) at its default starting values."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    exogenous, (endogenous, count), attributes = (
+        QUICK_STRUCTURE if quick else (ex.EXOGENOUS, ex.ENDOGENOUS, ex.ATTRIBUTES))
+    items = {lv: ex._items(lv, k) for lv, k in (*exogenous.items(), (endogenous, count))}
+    measurement = (jic.OrderedProbit(items, levels=5) if variant == "ordinal"
+                   else jic.NormalIndicators(items))
+    return jic.ICLV(
+        latent=jic.Structural({lv: list(ex.COVARIATES) for lv in items},
+                              parents={endogenous: list(exogenous)}),
+        measurement=measurement,
+        choice=jic.BinaryProbit(attributes=attributes, latent=list(items)))
+
+
+@functools.cache
+def true_model(variant: str, quick: bool) -> jic.ICLV:
+    """:func:`build_model` at the reference study's true values, by parameter name (for
+    ``"ordinal"`` at full size this is exactly ``reference_truth()``); parameters the reference
+    model lacks (``NormalIndicators``' intercepts and log standard deviations) stay at 0."""
+    truth = ex.reference_truth()
+    values = jic.ParameterSpace.from_model(truth).values(truth)
+    model = build_model(variant, quick)
+    names = jic.ParameterSpace.from_model(model).values(model)
+    return jic.set_values(model, {k: v for k, v in values.items() if k in names})
+
+
+@functools.cache
+def base_data(variant: str, quick: bool, n_base: int) -> pd.DataFrame:
+    """The bundled reference data, or data simulated from :func:`true_model` with the
+    reference individuals' covariates."""
+    if variant == "ordinal" and not quick:
+        return ex.reference_data()
+    reference = ex.reference_data()
+    covariates = reference.groupby("id")[list(ex.COVARIATES)].first().reset_index(drop=True)
+    return jic.simulate(true_model(variant, quick), n_base, ex.N_TASKS, seed=ex.SEED + 3,
+                        covariates=covariates.iloc[:n_base].reset_index(drop=True)).data
+
+
+def replicate(data: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The first ``n`` individuals of ``data`` copied as often as needed, with new ids."""
+    width = int(data["id"].max())
+    copies = -(-n // data["id"].nunique())
+    out = pd.concat([data.assign(id=data["id"] + k * width) for k in range(copies)],
+                    ignore_index=True)
+    return out[out["id"].isin(out["id"].unique()[:n])]
+
+
+def panel_for(model: jic.ICLV, data: pd.DataFrame) -> jic.Panel:
+    return jic.Panel.from_dataframe(
+        data, id="id", choice="choice", attributes=list(model.choice.attributes),
+        covariates=list(model.latent.covariates),
+        indicators=[i for block in model.measurement for i in block.indicators])
+
+
+def chunk_size_for(n: int, r: int) -> int | None:
+    """All individuals at once up to 10^6 individual-draws, else chunks of ~2 x 10^5."""
+    return None if n * r <= 10**6 else max(1, 200_000 // r)
+
+
+class Case:
+    """One case's model, panel and draws, with a :class:`jaxiclv.Problem` per gradient kind
+    (made on first use; all share the same draws)."""
+
+    def __init__(self, variant: str, n: int, r: int, dtype: str, quick: bool, n_base: int):
+        self.model = true_model(variant, quick)
+        self.panel = panel_for(self.model, replicate(base_data(variant, quick, n_base), n))
+        self.dtype = jnp.dtype(dtype)
+        self.chunk_size = chunk_size_for(n, r)
+        self.draws = jic.make_draws(jic.Halton(r, seed=0), n, self.model.n_draw_dims)
+        self._problems: dict[str, jic.Problem] = {}
+
+    def problem(self, gradient: str = "analytic") -> jic.Problem:
+        if gradient not in self._problems:
+            self._problems[gradient] = jic.Problem(self.model, self.panel, self.draws,
+                                                   chunk_size=self.chunk_size, dtype=self.dtype,
+                                                   gradient=gradient)
+        return self._problems[gradient]
+
+    @property
+    def theta(self):
+        """The true parameter values, in the case's dtype."""
+        return self.problem().theta0
+
+    @property
+    def n_params(self) -> int:
+        return self.problem().space.size
+
+
+def check_against_reference() -> bool:
+    """The full-size ordinal case is the bundled reference example at its true values."""
+    truth = ex.reference_truth()
+    space = jic.ParameterSpace.from_model(truth)
+    ours = true_model("ordinal", False)
+    return (space.names == jic.ParameterSpace.from_model(ours).names
+            and np.array_equal(space.flatten(truth), space.flatten(ours)))

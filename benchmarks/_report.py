@@ -1,0 +1,161 @@
+"""Accuracy against the float64 reference, scaling exponents, the Markdown table and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import METHOD_NAMES, REFERENCE_OF
+
+AXES = (("individuals", "n", "N (individuals)"), ("draws", "r", "R (draws)"))
+
+
+def add_accuracy(rows: list[dict], arrays: Path) -> None:
+    """Add ``max_abs_err`` and ``max_rel_err`` (``max_p |x_p - ref_p| / max(|ref_p|, 1)``,
+    the mixed absolute/relative error) against the float64 reference of the same size."""
+    for row in rows:
+        if row["method"] not in REFERENCE_OF or "error" in row:
+            continue
+        reference_key = row["key"].replace(row["dtype"], "float64")
+        own = arrays / f"{row['key']}__{row['method']}.npy"
+        reference = arrays / f"{reference_key}__{REFERENCE_OF[row['method']]}.npy"
+        if own.exists() and reference.exists():
+            x, ref = np.load(own).astype(np.float64), np.load(reference)
+            error = np.abs(x - ref)
+            row.update(reference=f"{reference_key} {REFERENCE_OF[row['method']]}",
+                       is_reference=own == reference, max_abs_err=float(error.max()),
+                       max_rel_err=float((error / np.maximum(np.abs(ref), 1.0)).max()))
+
+
+def _points(rows, group, method, axis):
+    return sorted((row[axis], row["n"] * row["r"], row["median_s"]) for row in rows
+                  if group in row.get("groups", ()) and row["method"] == method
+                  and row.get("median_s") is not None)
+
+
+def scaling_exponents(rows: list[dict]) -> list[dict]:
+    """The log-log slope of the median time against N x R, per scaling group and method."""
+    out = []
+    for group, axis, _ in AXES:
+        for method in METHOD_NAMES:
+            points = _points(rows, group, method, axis)
+            if len(points) >= 2:
+                _, work, seconds = zip(*points)
+                slope = np.polyfit(np.log(work), np.log(seconds), 1)[0]
+                out.append(dict(group=group, method=method, exponent=float(slope),
+                                sizes=[p[0] for p in points], median_s=list(seconds)))
+    return out
+
+
+def write_plots(report: dict, out: Path) -> dict:
+    """Median time against N and against R, one line per method, log-log."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return {"skipped": "matplotlib is not importable (pip install matplotlib)"}
+    files = []
+    for group, axis, label in AXES:
+        figure, ax = plt.subplots(figsize=(6.4, 4.4))
+        for method in METHOD_NAMES:
+            points = _points(report["results"], group, method, axis)
+            if len(points) >= 2:
+                ax.loglog([p[0] for p in points], [p[2] for p in points], "o-", label=method)
+        if ax.lines:
+            ax.set(xlabel=label, ylabel="median time (s)",
+                   title=f"jaxiclv on {report['environment'].get('device', '?')}: time vs {label}")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend()
+            name = f"time_vs_{axis.upper()}.png"
+            figure.savefig(out / name, dpi=120, bbox_inches="tight")
+            files.append(name)
+        plt.close(figure)
+    return {"files": files}
+
+
+def _g(x, spec=".3g") -> str:
+    return "" if x is None else format(x, spec)
+
+
+def _rss(row: dict) -> str:
+    """Peak RSS, and in brackets its rise over the RSS before the method."""
+    if row.get("rss_peak_mb") is None:
+        return ""
+    rise = "" if row.get("rss_before_mb") is None else f" (+{row['rss_peak_mb'] - row['rss_before_mb']:.0f})"
+    return f"{row['rss_peak_mb']:.0f}{rise}"
+
+
+def _note(row: dict) -> str:
+    parts = [row.get("note", "")]
+    if row.get("asymmetry_rel") is not None:
+        parts.append(f"asymmetry {row['asymmetry_rel']:.1e} before symmetrising")
+    if row.get("chunk_size"):
+        parts.append(f"chunk_size {row['chunk_size']}")
+    if row.get("is_reference"):
+        parts.append("float64 reference")
+    if row.get("error"):
+        parts.append(f"**failed**: {row['error']}")
+    return "; ".join(p for p in parts if p)
+
+
+def write_markdown(report: dict, path: Path) -> str:
+    env = report["environment"]
+    lines = [
+        f"# jaxiclv benchmarks ({report['mode']})", "",
+        f"{env.get('device')} ({env.get('platform')}), {env.get('cpu_count')} CPUs; "
+        f"jax {env.get('jax')}, jaxlib {env.get('jaxlib')}; commit {env.get('git_commit')}"
+        f"{' + uncommitted changes' if env.get('git_dirty') else ''}; {env.get('timestamp')}; "
+        f"suite wall time {report['wall_s']:.0f} s.", "",
+        f"Times: first call (compilation + one run), then the median and range of up to "
+        f"{report['sizes']['repeat']} timed calls (fewer once {report['sizes']['budget_s']} s "
+        f"of timed calls have passed). Errors: against the float64 reference of the same size "
+        f"(analytic gradient; `Problem.hessian` for Hessians), relative error "
+        f"`max |x - ref| / max(|ref|, 1)`. Peak RSS: of the case's process during the method "
+        f"(high-water mark reset before it, where the platform allows; else process-wide), and "
+        f"its rise over the RSS before the method. Device peak: the process's peak so far "
+        f"(GPU only).", "",
+        "| case | P | method | first call (s) | median (s) | min-max (s) | runs | peak RSS (+rise) MB "
+        "| device peak (MB) | max abs err | max rel err | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in report["results"]:
+        lines.append(
+            f"| {row['key']} | {row.get('n_params', '')} | {row['method']} "
+            f"| {_g(row.get('first_s'))} | {_g(row.get('median_s'))} "
+            f"| {_g(row.get('min_s'))}-{_g(row.get('max_s'))} | {row.get('runs', '')} "
+            f"| {_rss(row)} | {_g(row.get('device_peak_mb'), '.0f')} "
+            f"| {_g(row.get('max_abs_err'), '.1e')} | {_g(row.get('max_rel_err'), '.1e')} "
+            f"| {_note(row)} |")
+    if report["scaling"]:
+        lines += ["", "## Scaling: fitted exponent of time vs N x R (log-log slope)", "",
+                  "| group | method | exponent | sizes | median (s) |", "|---|---|---|---|---|"]
+        lines += [f"| {s['group']} | {s['method']} | {s['exponent']:.2f} "
+                  f"| {', '.join(map(str, s['sizes']))} "
+                  f"| {', '.join(_g(t) for t in s['median_s'])} |" for s in report["scaling"]]
+    estimation = report["estimation"]
+    if estimation:
+        lines += ["", "## The whole default estimation", ""]
+        if estimation.get("error"):
+            lines.append(f"failed: {estimation['error']}")
+        else:
+            lines.append(
+                f"`estimate` on {estimation['n']} individuals x {estimation['r']} Halton draws, "
+                f"{estimation['n_params']} parameters: {estimation['wall_s']:.1f} s wall, "
+                f"{estimation['iterations']} L-BFGS iterations ({estimation['status']}, "
+                f"LL {estimation['llf']:.3f}); optimisation {estimation['optimisation_s']:.1f} s, "
+                f"Hessian {_g(estimation['hessian_s'])} s, scores {_g(estimation['scores_s'])} s "
+                f"(each including compilation); peak RSS {estimation['rss_peak_mb']:.0f} MB.")
+    lines += ["", "## Left out", "",
+              "The finite-difference gradient, both Hessians and the replayed Hessian cost about "
+              "P gradients each and run at the reference size only (the jacfwd Hessian also in "
+              "float32); the continuous variant is not replayed."
+              + (" Quick mode: a miniature model, fewer methods per group, most XLA "
+                 "optimisations off; its times mean nothing." if report["mode"] == "quick" else "")]
+    lines += [f"- {s['case']} {s['method']}: {s['reason']}" for s in report["skipped"]]
+    plots = report["plots"]
+    lines += ["", "Plots: " + (", ".join(plots["files"]) or "none (no scaling group ran)"
+                               if "files" in plots else f"skipped: {plots['skipped']}")]
+    text = "\n".join(lines) + "\n"
+    path.write_text(text)
+    return text

@@ -1,0 +1,165 @@
+"""``python -m benchmarks``: plan the cases, run them in fresh processes, report.
+
+Size groups (``--sizes``, default all):
+
+- ``reference``: the reference example (ordered-probit items, 328 individuals x 100 Halton
+  draws, 219 parameters) with every method, and its continuous-indicator variant with every
+  method but the replay;
+- ``individuals``: N = 328, 3280, 32,800 at R = 100; ``draws``: R = 100, 500, 2000 at N = 328;
+  both with the log-likelihood, the analytic and autodiff gradients, and the replayed gradient
+  up to 20x the reference's N x R. The finite-difference gradient, the Hessians and the
+  replayed Hessian each cost about P gradients, so they run at the reference size only;
+- ``dtype``: float32 against float64 at the reference size (likelihood, gradients, jacfwd
+  Hessian);
+- ``estimation``: ``jic.estimate(reference_model(), reference_panel(), Halton(100))``.
+
+Every case runs in its own fresh process, one after the other. ``--quick`` is a smoke test:
+the same groups on a miniature model (2 latent variables, 4 items, 31 parameters), tiny sizes,
+fewer methods per group (every method still runs at least once), compiled with most XLA
+optimisations off, its processes run side by side, one per CPU. Its times mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import METHOD_NAMES
+from ._report import add_accuracy, scaling_exponents, write_markdown, write_plots
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+GROUPS = ("reference", "individuals", "draws", "dtype", "estimation")
+REPLAY = ("replay-grad", "replay-hessian")
+REPLAY_UP_TO = 20  # the replayed gradient runs up to this multiple of the reference's N x R
+MODES = {
+    "full": dict(
+        n=328, r=100, individuals=(328, 3280, 32800), draws=(100, 500, 2000),
+        repeat=5, budget_s=10.0, max_iter=2000,
+        continuous=tuple(m for m in METHOD_NAMES if m not in REPLAY),
+        scaling=("loglik", "grad-analytic", "grad-autodiff", "replay-grad"),
+        dtype=("loglik", "grad-analytic", "grad-autodiff", "hessian")),
+    "quick": dict(
+        n=16, r=8, individuals=(16, 32), draws=(8, 16), repeat=3, budget_s=0.5, max_iter=20,
+        continuous=("loglik", "grad-analytic", "grad-autodiff"),
+        scaling=("loglik", "grad-analytic"),
+        dtype=("loglik", "grad-analytic", "grad-autodiff")),
+}
+
+
+def _key(variant, n, r, dtype) -> str:
+    return f"{variant}-N{n}-R{r}-{dtype}"
+
+
+def plan(groups, mode: dict) -> tuple[list[dict], list[dict]]:
+    """The cases to run (one per model and size, methods merged across groups) and the
+    methods left out, with why."""
+    n, r = mode["n"], mode["r"]
+    wanted, skipped = [], []
+
+    def add(group, variant, n_, r_, dtype, methods):
+        for method in methods:
+            if method in REPLAY and n_ * r_ > REPLAY_UP_TO * n * r:
+                skipped.append(dict(group=group, case=_key(variant, n_, r_, dtype), method=method,
+                                    reason=f"N x R above {REPLAY_UP_TO}x the reference's"))
+            else:
+                wanted.append((group, (variant, n_, r_, dtype), method))
+
+    if "reference" in groups:
+        add("reference", "ordinal", n, r, "float64", METHOD_NAMES)
+        add("reference", "continuous", n, r, "float64", mode["continuous"])
+    for group, steps in (("individuals", [(k, r) for k in mode["individuals"]]),
+                         ("draws", [(n, k) for k in mode["draws"]])):
+        if group in groups:
+            for n_, r_ in steps:
+                add(group, "ordinal", n_, r_, "float64", mode["scaling"])
+    if "dtype" in groups:
+        for dtype in ("float64", "float32"):
+            add("dtype", "ordinal", n, r, dtype, mode["dtype"])
+
+    cases: dict[tuple, dict] = {}
+    for group, (variant, n_, r_, dtype), method in wanted:
+        case = cases.setdefault((variant, n_, r_, dtype), dict(
+            key=_key(variant, n_, r_, dtype), variant=variant, n=n_, r=r_, dtype=dtype,
+            groups=[], methods=[]))
+        if group not in case["groups"]:
+            case["groups"].append(group)
+        if method not in case["methods"]:
+            case["methods"].append(method)
+    out = list(cases.values())
+    for case in out:
+        case["methods"].sort(key=METHOD_NAMES.index)
+    if "estimation" in groups:  # first: the longest single process in quick mode
+        out.insert(0, dict(key="estimation", variant="ordinal", n=n, r=r, dtype="float64",
+                           groups=["estimation"], methods=["estimate"]))
+    return out, skipped
+
+
+def run_case(case: dict, scratch: Path) -> list[dict]:
+    """Run ``case`` in a fresh ``python -m benchmarks.single`` process."""
+    result = scratch / f"{case['key']}.json"
+    command = [sys.executable, "-m", "benchmarks.single", "--case", json.dumps(case),
+               "--json", str(result), "--arrays", str(scratch / "arrays")]
+    completed = subprocess.run(command, cwd=REPOSITORY)
+    if completed.returncode != 0 or not result.exists():
+        return [dict(case, method=m, error=f"benchmark process exited with {completed.returncode}")
+                for m in case["methods"]]
+    return json.loads(result.read_text())
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    parser.add_argument("--out", type=Path, default=REPOSITORY / "benchmarks" / "results",
+                        help="output folder (default benchmarks/results)")
+    parser.add_argument("--sizes", default=",".join(GROUPS),
+                        help=f"comma list of size groups (default all: {','.join(GROUPS)})")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="timed calls per method after the warm-up (default 5, quick 3); "
+                             "fewer once they have taken the time budget (10 s, quick 0.5 s)")
+    args = parser.parse_args(argv)
+    groups = [g.strip() for g in args.sizes.split(",") if g.strip()]
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown or not groups:
+        parser.error(f"unknown size groups {unknown}; choose from {','.join(GROUPS)}")
+    mode_name = "quick" if args.quick else "full"
+    mode = dict(MODES[mode_name])
+    if args.repeat is not None:
+        mode["repeat"] = max(1, args.repeat)
+    settings = dict(quick=args.quick, n_base=mode["n"], repeat=mode["repeat"],
+                    budget_s=mode["budget_s"], max_iter=mode["max_iter"])
+
+    started = time.perf_counter()
+    cases, skipped = plan(groups, mode)
+    cases = [{**case, **settings} for case in cases]
+    sys.stderr.write(f"[benchmarks] {len(cases)} cases: {', '.join(c['key'] for c in cases)}\n")
+    with tempfile.TemporaryDirectory(prefix="jaxiclv-bench-") as scratch, \
+            ThreadPoolExecutor(os.cpu_count() if args.quick else 1) as pool:
+        rows = [row for rows in pool.map(lambda case: run_case(case, Path(scratch)), cases)
+                for row in rows]
+        add_accuracy(rows, Path(scratch) / "arrays")
+    wall = time.perf_counter() - started
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = dict(mode=mode_name, sizes=mode, groups=groups, wall_s=wall,
+                  environment=next((_environment(row) for row in rows if "device" in row), {}),
+                  results=[row for row in rows if row["method"] != "estimate"],
+                  estimation=next((row for row in rows if row["method"] == "estimate"), None),
+                  scaling=scaling_exponents(rows), skipped=skipped)
+    report["plots"] = write_plots(report, args.out)
+    (args.out / "results.json").write_text(json.dumps(report, indent=1))
+    print(write_markdown(report, args.out / "results.md"))
+    sys.stderr.write(f"[benchmarks] {wall:.0f} s; wrote {args.out / 'results.json'} and "
+                     f"{args.out / 'results.md'}\n")
+
+
+def _environment(row: dict) -> dict:
+    return {k: row[k] for k in ("device", "platform", "jax", "jaxlib", "git_commit", "git_dirty",
+                                "cpu_count", "timestamp")}

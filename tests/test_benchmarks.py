@@ -1,0 +1,84 @@
+"""Smoke test of the benchmark suite: ``python -m benchmarks --quick`` runs every method,
+writes its outputs with every expected key, and its accuracy checks agree. Nothing about time.
+
+Tolerances (relative error ``max |x - ref| / max(|ref|, 1)`` against the float64 analytic
+gradient, or ``Problem.hessian`` (jacfwd) for Hessians, at the same size; quick mode's
+|LL| is a few hundred):
+
+- exact gradients (autodiff, the replayed per-individual autodiff): rounding only, observed
+  ~1e-14; 1e-9 leaves ample room.
+- central finite differences, ``h = eps^(1/3) max(|theta|, 1)`` ~ 6e-6: truncation
+  ``h^2 |f'''| / 6`` plus rounding ``eps |LL| / h`` ~ 1e-8 here; 1e-6.
+- forward-difference Hessians, ``h = sqrt(eps) max(|theta|, 1)`` ~ 1.5e-8: truncation
+  ``h |g''| / 2`` plus rounding ``eps |g| / h``, ~1e-6 here; 1e-4.
+- float32 against float64: float32 rounding (eps 1.2e-7) accumulated over the N R K per-draw
+  terms of the quick case (16 x 8 x 4 ~ 500): at worst ~6e-5; 1e-3.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+METHODS = {"loglik", "grad-analytic", "grad-autodiff", "grad-fd", "replay-grad",
+           "replay-hessian", "hessian-fd", "hessian"}
+TOLERANCE = {"grad-autodiff": 1e-9, "replay-grad": 1e-9, "grad-fd": 1e-6,
+             "hessian-fd": 1e-4, "replay-hessian": 1e-4}
+FLOAT32_TOLERANCE = 1e-3
+ENVIRONMENT = {"device", "platform", "jax", "jaxlib", "git_commit", "cpu_count", "timestamp",
+               "dtype"}
+TIMING = {"first_s", "median_s", "min_s", "max_s", "q1_s", "q3_s", "times_s", "runs",
+          "rss_peak_mb"}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("benchmarks")
+    completed = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+                               cwd=REPOSITORY, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-5000:]
+    return json.loads((out / "results.json").read_text()), out, completed.stdout
+
+
+def test_every_method_ran(quick_run):
+    report, _, _ = quick_run
+    failed = [(r["key"], r["method"], r["error"]) for r in report["results"] if "error" in r]
+    assert not failed
+    assert {r["method"] for r in report["results"]} == METHODS
+    estimation = report["estimation"]
+    assert "error" not in estimation
+    assert estimation["iterations"] >= 1 and estimation["hessian_s"] > 0
+    groups = {g for r in report["results"] for g in r["groups"]}
+    assert groups == {"reference", "individuals", "draws", "dtype"}
+
+
+def test_outputs_have_every_key(quick_run):
+    report, out, stdout = quick_run
+    assert {"mode", "sizes", "groups", "wall_s", "environment", "results", "estimation",
+            "scaling", "skipped", "plots"} <= set(report)
+    for row in report["results"]:
+        assert ENVIRONMENT | TIMING | {"key", "method", "n", "r", "n_params"} <= set(row)
+        assert row["runs"] == len(row["times_s"]) >= 1
+    assert ENVIRONMENT | {"wall_s", "iterations", "hessian_s"} <= set(report["estimation"])
+    assert {s["group"] for s in report["scaling"]} == {"individuals", "draws"}
+    assert (out / "results.md").read_text() == stdout.rstrip("\n") + "\n"
+    plots = report["plots"]
+    assert all((out / name).exists() for name in plots["files"]) if "files" in plots \
+        else "matplotlib" in plots["skipped"]
+
+
+def test_accuracy_checks_agree(quick_run):
+    report, _, _ = quick_run
+    for row in report["results"]:
+        if row["dtype"] == "float32":
+            assert row["result_dtype"] == "float32", row  # not silently computed in float64
+            assert row["max_rel_err"] < FLOAT32_TOLERANCE, row
+        elif row["method"] in TOLERANCE:
+            assert row["max_rel_err"] < TOLERANCE[row["method"]], row
+        else:  # loglik, grad-analytic, hessian at float64 are the reference themselves
+            assert row["is_reference"] and row["max_abs_err"] == 0.0, row
