@@ -8,7 +8,11 @@
 
 A singular or indefinite ``-H`` (an unidentified model, or a point that is not a maximum)
 gives NaN standard errors and a message that says why and names the parameters that load on
-the offending eigenvector; it never raises.
+the offending eigenvector; it never raises. Near an optimum that is only approximately
+stationary, an unidentified direction can leave ``-H`` with a tiny eigenvalue of either sign,
+so ``S'S`` is checked too (when there are more individuals than parameters): every
+individual's score is orthogonal to an unidentified direction, so ``S'S`` is singular to
+rounding, and the sandwich would otherwise hide it.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ def _loading_parameters(vector: np.ndarray, names) -> list[str]:
     return [names[p] for p in np.flatnonzero(np.abs(vector) > 0.1 * np.abs(vector).max())]
 
 
-def _inverse_positive_definite(matrix: np.ndarray, what: str, names) -> tuple[np.ndarray | None, str]:
+def _inverse_positive_definite(matrix: np.ndarray, what: str, names,
+                               relative_tolerance: float) -> tuple[np.ndarray | None, str]:
     eigenvalues, vectors = np.linalg.eigh(0.5 * (matrix + matrix.T))
-    tolerance = np.abs(eigenvalues).max() * matrix.shape[0] * np.finfo(float).eps
+    tolerance = np.abs(eigenvalues).max() * relative_tolerance
     if eigenvalues[0] <= tolerance:
         kind = "singular" if abs(eigenvalues[0]) <= tolerance else "not positive definite"
         return None, (f"{what} is {kind} (smallest eigenvalue {eigenvalues[0]:.3g}, largest "
@@ -47,12 +52,16 @@ def covariance(hess: np.ndarray, scores: np.ndarray, kind: str, names,
         raise ValueError(f"unknown covariance type {kind!r}; use one of {COVARIANCES}")
     n = hess.shape[0]
     nan = np.full((n, n), np.nan)
+    rounding = n * np.finfo(float).eps
+    outer = scores.T @ scores
+    outer_inverse, outer_message = _inverse_positive_definite(
+        outer, "the outer product of the per-individual scores S'S", names, 1e3 * rounding)
+    if outer_inverse is None and (kind == "bhhh" or scores.shape[0] > n):
+        return nan, outer_message
     if kind == "bhhh":
-        inverse, message = _inverse_positive_definite(scores.T @ scores,
-                                                      "the outer product of the scores", names)
-        return (nan, message) if inverse is None else (inverse, "")
+        return outer_inverse, ""
     inverse, message = _inverse_positive_definite(-np.asarray(hess), "-H (the negative Hessian)",
-                                                  names)
+                                                  names, rounding)
     if inverse is None:
         return nan, message
     if kind == "classical":
@@ -63,5 +72,5 @@ def covariance(hess: np.ndarray, scores: np.ndarray, kind: str, names,
         _, group = np.unique(np.asarray(clusters), return_inverse=True)
         summed = np.zeros((group.max() + 1, scores.shape[1]))
         np.add.at(summed, group, scores)
-        scores = summed
-    return inverse @ (scores.T @ scores) @ inverse, ""
+        outer = summed.T @ summed
+    return inverse @ outer @ inverse, ""
