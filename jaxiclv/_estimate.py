@@ -125,7 +125,7 @@ def _trust_exact(problem: Problem, max_iter, gtol, report, every, hessian_method
 def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
              optimizer: str = "lbfgs", max_iter: int = 2000, gtol: float = 1e-6,
              gradient: str = "analytic", hessian: str = "jacfwd", cov_type: str = "robust",
-             clusters=None, compare_hessians: bool = False, chunk_size: int | None = None,
+             clusters=None, compare_hessians: bool = False, chunk_size: int | str | None = "auto",
              dtype=jnp.float64,
              progress: bool | Callable[[int, float, float], None] = False,
              progress_every: int = 25) -> Results:
@@ -151,7 +151,8 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
         order of ``panel.ids``, or a mapping / Series from id to cluster).
     compare_hessians: also compute the Hessian by every method and attach the comparison
         (``result.hessian_comparison``).
-    chunk_size: evaluate the likelihood over chunks of this many individuals.
+    chunk_size: evaluate the likelihood over blocks of this many individuals (bounded memory,
+        better cache use); ``"auto"`` (default): 40 on CPU, all at once on an accelerator.
     dtype: ``jnp.float64`` (default) or ``jnp.float32``.
     progress: ``True`` writes a line to stderr every ``progress_every`` iterations; a callable
         ``f(iteration, llf, max_abs_gradient)`` is called instead.

@@ -34,6 +34,21 @@ __all__ = ["Problem", "GRADIENTS", "central_difference_gradient", "objective"]
 
 GRADIENTS = ("analytic", "autodiff", "finite-difference")
 
+# On CPU, blocks of about 40 individuals keep the per-draw arrays in cache: measured at the
+# reference size (328 x 100 x 219, 2 cores) the analytic gradient took 45 ms in blocks of 41
+# against 73 ms in one pass, and the jacfwd Hessian 8 s against 22 s.
+CPU_CHUNK_SIZE = 40
+
+
+def resolve_chunk_size(chunk_size, n_individuals: int) -> int | None:
+    """``"auto"``: blocks of ``CPU_CHUNK_SIZE`` individuals on CPU, one pass on accelerators."""
+    if chunk_size == "auto":
+        on_cpu = jax.default_backend() == "cpu"
+        return CPU_CHUNK_SIZE if on_cpu and n_individuals > CPU_CHUNK_SIZE else None
+    if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer, None or 'auto', got {chunk_size!r}")
+    return chunk_size
+
 
 def central_difference_gradient(f, theta, batch_size: int = 32):
     """Central differences of the scalar ``f`` at ``theta``, all ``2P`` evaluations batched."""
@@ -94,21 +109,30 @@ def _hessian(space, theta, data, draws, gradient, chunk_size, method, batch_size
                    method, batch_size)
 
 
+@jax.jit
+def _natural(space, theta):
+    stacked = lambda t: jnp.stack(list(space.unflatten(t).natural_values().values()))
+    return stacked(theta), jax.jacfwd(stacked)(theta)
+
+
 class Problem:
     """``model`` on ``panel`` with fixed ``draws``, as functions of the free parameters.
 
     ``loglik(theta)``, ``loglik_and_grad(theta)``, ``scores(theta)`` (per-individual gradients,
     ``(N, P)``) and ``hessian(theta, method)`` (of the selected gradient) are jitted.
+    ``chunk_size``: individuals per block (``None``: all at once; ``"auto"``: see
+    :func:`resolve_chunk_size`).
     """
 
     def __init__(self, model, panel: Panel, draws=None, fixed: Iterable[str] = (),
-                 chunk_size: int | None = None, dtype=jnp.float64, gradient: str = "analytic"):
+                 chunk_size: int | str | None = "auto", dtype=jnp.float64,
+                 gradient: str = "analytic"):
         if gradient not in GRADIENTS:
             raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
         model.check_data(panel)
         self.panel = panel
         self.gradient = gradient
-        self.chunk_size = chunk_size
+        self.chunk_size = resolve_chunk_size(chunk_size, panel.n_individuals)
         self.space = ParameterSpace.from_model(model, fixed)
         self.draws = jnp.asarray(make_draws(Halton(100) if draws is None else draws,
                                             panel.n_individuals, model.n_draw_dims), dtype=dtype)
@@ -149,10 +173,9 @@ class Problem:
     def natural(self, theta):
         """``(names, values, Jacobian d values / d theta)`` of the parameters on their natural
         scale (``sigma`` for ``log_sigma``, thresholds for their increments)."""
-        values = lambda t: self.space.unflatten(t).natural_values()
-        names = tuple(values(theta))
-        stacked = lambda t: jnp.stack(list(values(t).values()))
-        return names, np.asarray(stacked(theta)), np.asarray(jax.jacfwd(stacked)(theta))
+        names = tuple(self.space.template.natural_values())
+        values, jacobian = _natural(self.space, theta)
+        return names, np.asarray(values), np.asarray(jacobian)
 
     def named(self, vector) -> dict[str, float]:
         return dict(zip(self.space.names, np.asarray(vector).tolist()))
