@@ -54,6 +54,17 @@ pd.set_option("display.width", 160)'''
 # and the endogenous one that depends on it), four Likert items each, the same covariates and
 # choice attributes, at the reference true values. JIT compilation of the full 219-parameter
 # reference model alone takes longer than QUICK mode's time budget on a small CPU.
+
+# the data of every notebook: the bundled reference data, or a small simulated set in QUICK mode
+DATA = '''\
+if QUICK:
+    panel = jic.simulate(truth, 150, 6, seed=0).panel
+    draws = jic.Halton(20, seed=0)
+else:
+    panel = ex.reference_panel()
+    draws = jic.Halton(100, seed=0)
+'''
+
 MODELS = '''\
 def reduced_model():
     """Two of the reference latent variables with four items each (QUICK mode)."""
@@ -98,13 +109,7 @@ def nb01():
         md("## Data\n\nIn full mode, the bundled data set (328 people, generated once from the "
            "true parameters). In QUICK mode, a smaller data set simulated from the true "
            "parameters of the reduced model."),
-        code('''\
-if QUICK:
-    panel = jic.simulate(truth, 150, 6, seed=0).panel
-    draws = jic.Halton(20, seed=0)
-else:
-    panel = ex.reference_panel()
-    draws = jic.Halton(100, seed=0)
+        code(DATA + '''\
 print(panel.n_individuals, "individuals,", panel.n_observations, "choice tasks")'''),
         md("## Estimation\n\n`jic.estimate` maximises the simulated log-likelihood with "
            "L-BFGS and the analytic gradient, then computes the exact Hessian (`jacfwd`) and "
@@ -208,13 +213,7 @@ def nb02():
            "break down.\n\n" + OUTPUTS_NOTE),
         code(SETUP),
         code(MODELS),
-        code('''\
-if QUICK:
-    panel = jic.simulate(truth, 150, 6, seed=0).panel
-    draws = jic.Halton(20, seed=0)
-else:
-    panel = ex.reference_panel()
-    draws = jic.Halton(100, seed=0)
+        code(DATA + '''\
 problems = {g: jic.Problem(truth, panel, draws, gradient=g) for g in jic.GRADIENTS}
 theta = problems["analytic"].theta0          # the true parameter values
 blocks = truth.parameter_blocks()
