@@ -14,7 +14,7 @@ from ._draws import MLHS, Halton, PseudoRandom, Sobol, make_draws  # noqa: E402
 from ._estimate import estimate  # noqa: E402
 from ._gradients import (loglik_and_grad, loglik_and_grad_per_individual,  # noqa: E402
                          simulated_loglik_analytic)
-from ._problem import GRADIENTS, Problem  # noqa: E402
+from ._problem import GRADIENTS, Problem, check_gradient  # noqa: E402
 from ._hessian import HESSIANS, HessianAsymmetryError, hessian, symmetrize  # noqa: E402
 from ._inference import COVARIANCES, covariance  # noqa: E402
 from ._latent import Structural  # noqa: E402
@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AbstractChoice", "AbstractMeasurement", "BinaryProbit", "COVARIANCES", "DataError",
-    "GRADIENTS", "HESSIANS", "Halton", "HessianAsymmetryError", "symmetrize",
+    "GRADIENTS", "HESSIANS", "check_gradient", "Halton", "HessianAsymmetryError", "symmetrize",
     "ICLV", "loglik_and_grad", "loglik_and_grad_per_individual", "simulated_loglik_analytic",
     "LinearUtility", "MLHS", "MultinomialLogit", "NormalIndicators", "OrderedLogit",
     "OrderedProbit", "Panel", "PanelArrays", "ParameterSpace", "Problem", "PseudoRandom",

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
 from ._data import Panel
 from ._draws import Halton, make_draws
@@ -30,7 +31,7 @@ from ._hessian import HESSIANS, compare_hessians, hessian
 from ._likelihood import individual_loglik, simulated_loglik
 from ._parameters import ParameterSpace
 
-__all__ = ["Problem", "GRADIENTS", "central_difference_gradient", "objective"]
+__all__ = ["Problem", "GRADIENTS", "central_difference_gradient", "objective", "check_gradient"]
 
 GRADIENTS = ("analytic", "autodiff", "finite-difference")
 
@@ -179,3 +180,21 @@ class Problem:
 
     def named(self, vector) -> dict[str, float]:
         return dict(zip(self.space.names, np.asarray(vector).tolist()))
+
+
+def check_gradient(model, panel: Panel, draws=None, theta=None, fixed: Iterable[str] = (),
+                   chunk_size: int | str | None = "auto"):
+    """The analytic, autodiff and central finite-difference gradients of the simulated
+    log-likelihood side by side, one row per free parameter, with the absolute and relative
+    (to ``max(|autodiff|, 1)``) differences of the analytic gradient from the other two.
+    ``theta`` defaults to the model's own values."""
+    problems = {g: Problem(model, panel, draws, fixed, chunk_size, gradient=g) for g in GRADIENTS}
+    theta = problems["analytic"].theta0 if theta is None else jnp.asarray(theta)
+    grads = {g: np.asarray(p.loglik_and_grad(theta)[1]) for g, p in problems.items()}
+    scale = np.maximum(np.abs(grads["autodiff"]), 1.0)
+    table = pd.DataFrame(grads, index=list(problems["analytic"].space.names))
+    for other in ("autodiff", "finite-difference"):
+        difference = np.abs(grads["analytic"] - grads[other])
+        table[f"abs err vs {other}"] = difference
+        table[f"rel err vs {other}"] = difference / scale
+    return table

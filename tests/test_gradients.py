@@ -1000,3 +1000,19 @@ def test_random_models_analytic_equals_autodiff(case):
 @given(random_problems())
 def test_random_models_analytic_equals_autodiff_many(case):
     _check_random_problem(*case)
+
+
+def test_check_gradient_table_compares_the_three_gradients():
+    model = jic.ICLV(jic.Structural({"a": ["z"]}),
+                     jic.OrderedProbit({"a": ["q1", "q2"]}, levels=3),
+                     jic.BinaryProbit(attributes=["x"], latent=["a"]))
+    truth = jic.set_values(model, {"a.gamma.z": 0.4, "beta.x": 0.8, "theta.a": 0.5})
+    sim = jic.simulate(truth, 30, 2, seed=4)
+    table = jic.check_gradient(truth, sim.panel, jic.Halton(10))
+    assert list(table.index) == list(jic.ParameterSpace.from_model(truth).names)
+    assert {"analytic", "autodiff", "finite-difference", "rel err vs autodiff",
+            "rel err vs finite-difference"} <= set(table.columns)
+    # analytic vs autodiff: rounding only; vs central differences: O(eps^(2/3)) relative
+    assert table["rel err vs autodiff"].max() < 1e-10
+    assert table["rel err vs finite-difference"].max() < 1e-6
+    assert table["analytic"].abs().max() > 1.0  # a real gradient away from the optimum
