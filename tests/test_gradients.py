@@ -1000,6 +1000,7 @@ def test_random_models_analytic_equals_autodiff(case):
 @given(random_problems())
 def test_random_models_analytic_equals_autodiff_many(case):
     _check_random_problem(*case)
+    jax.clear_caches()  # every example is a new structure; keep compiled code from piling up
 
 
 def test_check_gradient_table_compares_the_three_gradients():
