@@ -31,7 +31,7 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
 from ._data import PanelArrays
-from ._likelihood import simulated_loglik
+from ._likelihood import map_individuals, simulated_loglik
 from ._parameters import replace_fields
 
 __all__ = ["individual_loglik_and_grad", "loglik_and_grad_per_individual", "loglik_and_grad",
@@ -65,8 +65,8 @@ def loglik_and_grad_per_individual(model, data: PanelArrays, draws: Float[Array,
     leading axis of size N (the scores for BHHH and robust standard errors)."""
     if chunk_size is None:
         return jax.vmap(individual_loglik_and_grad, in_axes=(None, 0, 0))(model, data, draws)
-    return jax.lax.map(lambda xe: individual_loglik_and_grad(model, *xe), (data, draws),
-                       batch_size=chunk_size)
+    return map_individuals(lambda xe: individual_loglik_and_grad(model, *xe), (data, draws),
+                           chunk_size)
 
 
 def loglik_and_grad(model, data: PanelArrays, draws: Float[Array, "N R D"],

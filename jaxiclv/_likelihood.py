@@ -17,7 +17,21 @@ from jaxtyping import Array, Float
 
 from ._data import PanelArrays
 
-__all__ = ["individual_loglik", "loglik_per_individual", "simulated_loglik"]
+__all__ = ["individual_loglik", "loglik_per_individual", "simulated_loglik", "map_individuals"]
+
+
+def map_individuals(f, xs, chunk_size: int):
+    """``jax.lax.map(f, xs, batch_size=chunk_size)``, checkpointed (reverse-mode
+    differentiation keeps one chunk's intermediates, not all), and tolerant of zero-size
+    output leaves (an LV without covariates has a ``(L, 0)`` gradient), on which ``lax.map``'s
+    batching divides by zero."""
+    n = jax.tree.leaves(xs)[0].shape[0]
+    shapes, treedef = jax.tree.flatten(jax.eval_shape(f, jax.tree.map(lambda a: a[0], xs)))
+    keep = [shape.size > 0 for shape in shapes]
+    kept = jax.checkpoint(lambda x: [v for v, k in zip(jax.tree.leaves(f(x)), keep) if k])
+    mapped = iter(jax.lax.map(kept, xs, batch_size=chunk_size))
+    return jax.tree.unflatten(treedef, [next(mapped) if k else jnp.zeros((n, *s.shape), s.dtype)
+                                        for s, k in zip(shapes, keep)])
 
 
 def individual_loglik(model, x: PanelArrays, eta: Float[Array, "R D"]) -> Float[Array, ""]:
@@ -31,9 +45,7 @@ def loglik_per_individual(model, data: PanelArrays, draws: Float[Array, "N R D"]
     """The simulated log-likelihood of every individual, shape ``(N,)``."""
     if chunk_size is None:
         return jax.vmap(individual_loglik, in_axes=(None, 0, 0))(model, data, draws)
-    # checkpointed, so that reverse-mode differentiation keeps one chunk's intermediates, not all
-    chunk = jax.checkpoint(lambda xe: individual_loglik(model, *xe))
-    return jax.lax.map(chunk, (data, draws), batch_size=chunk_size)
+    return map_individuals(lambda xe: individual_loglik(model, *xe), (data, draws), chunk_size)
 
 
 def simulated_loglik(model, data: PanelArrays, draws: Float[Array, "N R D"],
