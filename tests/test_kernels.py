@@ -495,7 +495,6 @@ def test_log1mexp_derivative_very_close_to_zero():
 # hand-derived derivative kernels (used by the analytic scores), where present
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.skipif(not hasattr(K, "ordered_density_ratio"), reason="no ordered_density_ratio")
 @pytest.mark.parametrize("link", ["probit", "logit"])
 def test_ordered_density_ratio_is_the_derivative(link):
     gradient = gradient_of(LINKS[link], WIDE_A, WIDE_B)
@@ -510,7 +509,6 @@ def test_ordered_density_ratio_is_the_derivative(link):
     assert float(grad(jnp.inf)) == 0.0 and float(grad(-jnp.inf)) == 0.0
 
 
-@pytest.mark.skipif(not hasattr(K, "binary_probit_dlogp"), reason="no binary_probit_dlogp")
 def test_binary_probit_dlogp_is_the_derivative():
     v = jnp.array([-40.0, -35.0, -28.0, -3.0, 0.0, 2.0, 28.0, 35.0, 40.0])
     for chosen in (0, 1):
@@ -521,7 +519,6 @@ def test_binary_probit_dlogp_is_the_derivative():
                                    sign * ref_mills(sign * np.asarray(v)), rtol=1e-12, atol=1e-300)
 
 
-@pytest.mark.skipif(not hasattr(K, "multinomial_logit_dlogp"), reason="no multinomial_logit_dlogp")
 def test_multinomial_logit_dlogp_is_the_derivative():
     utility = jnp.asarray(MNL_UTILITY)
     chosen, available = jnp.asarray(MNL_CHOSEN), jnp.asarray(MNL_AVAILABLE)
