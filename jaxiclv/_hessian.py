@@ -41,9 +41,10 @@ class HessianAsymmetryError(FloatingPointError):
     """An exact Hessian is not symmetric beyond rounding: something computed it wrongly."""
 
 
-def _steps(theta, power):
+def finite_difference_steps(theta, power):
+    """``h_p = eps^power max(|theta_p|, 1)``, made exactly representable: ``(theta + h) - theta``."""
     raw = jnp.finfo(theta.dtype).eps ** power * jnp.maximum(jnp.abs(theta), 1.0)
-    return (theta + raw) - theta  # exactly representable
+    return (theta + raw) - theta
 
 
 def hessian(gradient, theta: jax.Array, method: str = "jacfwd", batch_size: int = 16) -> jax.Array:
@@ -53,13 +54,13 @@ def hessian(gradient, theta: jax.Array, method: str = "jacfwd", batch_size: int 
         return jax.lax.map(lambda v: jax.jvp(gradient, (theta,), (v,))[1], basis,
                            batch_size=batch_size)
     if method == "fd-forward":
-        step = _steps(theta, 0.5)
+        step = finite_difference_steps(theta, 0.5)
         at_theta = gradient(theta)
         rows = jax.lax.map(lambda shift: gradient(theta + shift), jnp.diag(step),
                            batch_size=batch_size)
         return (rows - at_theta[None, :]) / step[:, None]
     if method == "fd-central":
-        step = _steps(theta, 1.0 / 3.0)
+        step = finite_difference_steps(theta, 1.0 / 3.0)
         rows = jax.lax.map(lambda shift: gradient(theta + shift) - gradient(theta - shift),
                            jnp.diag(step), batch_size=batch_size)
         return rows / (2.0 * step[:, None])

@@ -27,7 +27,7 @@ import pandas as pd
 from ._data import Panel
 from ._draws import Halton, make_draws
 from ._gradients import loglik_and_grad_per_individual, simulated_loglik_analytic
-from ._hessian import HESSIANS, compare_hessians, hessian
+from ._hessian import HESSIANS, compare_hessians, finite_difference_steps, hessian
 from ._likelihood import individual_loglik, simulated_loglik
 from ._parameters import ParameterSpace
 
@@ -53,8 +53,7 @@ def resolve_chunk_size(chunk_size, n_individuals: int) -> int | None:
 
 def central_difference_gradient(f, theta, batch_size: int = 32):
     """Central differences of the scalar ``f`` at ``theta``, all ``2P`` evaluations batched."""
-    raw = jnp.finfo(theta.dtype).eps ** (1.0 / 3.0) * jnp.maximum(jnp.abs(theta), 1.0)
-    step = (theta + raw) - theta  # exactly representable
+    step = finite_difference_steps(theta, 1.0 / 3.0)
     value = lambda shift: f(theta + shift) - f(theta - shift)
     return jax.lax.map(value, jnp.diag(step), batch_size=batch_size) / (2.0 * step)
 

@@ -4,7 +4,6 @@ built on them deliver (identification problems reported, 95% coverage)."""
 
 import warnings
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import special, stats
