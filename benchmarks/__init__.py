@@ -1,10 +1,11 @@
 """Benchmarks of jaxiclv: ``python -m benchmarks [--quick] [--out DIR] [--sizes ...] [--repeat N]``.
 
 Measures, on whatever device JAX sees, the log-likelihood, three gradients (analytic, autodiff,
-central finite differences), two Hessians (``Problem.hessian``: jacfwd of the analytic
-gradient; and forward differences of the analytic gradient, batched), the reference system's
-method replayed (a Python loop of per-individual gradients; a Python loop of ``P + 1`` such
-gradients for the Hessian), and the whole default estimation. Every gradient and Hessian is
+central finite differences), four Hessians (``Problem.hessian``: structured, jacfwd of the
+analytic gradient, and forward and central differences of the analytic gradient, batched), the
+reference system's method replayed (a Python loop of per-individual gradients; a Python loop
+of ``P + 1`` such gradients for the Hessian), and the whole default estimation with L-BFGS and
+with Newton (trust-exact). Every gradient and Hessian is
 compared with a float64 reference. Sizes: the reference example (328 individuals x 100 Halton
 draws, 219 parameters) and a continuous-indicator variant of it, scaling in individuals and in
 draws, float32 against float64. Writes ``results.json``, ``results.md`` and, if matplotlib is
@@ -15,14 +16,16 @@ This package module stays free of JAX: the suite process only plans, starts one
 """
 
 METHOD_NAMES = ("loglik", "grad-analytic", "grad-autodiff", "grad-fd", "replay-grad",
-                "replay-hessian", "hessian-fd", "hessian")
+                "replay-hessian", "hessian-structured", "hessian-fd-forward", "hessian-fd-central",
+                "hessian-jacfwd")
 """Every measured method, in the order they run within a case (roughly increasing memory)."""
 
 REFERENCE_OF = {"loglik": "loglik", "grad-analytic": "grad-analytic",
                 "grad-autodiff": "grad-analytic", "grad-fd": "grad-analytic",
-                "replay-grad": "grad-analytic", "replay-hessian": "hessian",
-                "hessian-fd": "hessian", "hessian": "hessian"}
+                "replay-grad": "grad-analytic", "replay-hessian": "hessian-jacfwd",
+                "hessian-structured": "hessian-jacfwd", "hessian-fd-forward": "hessian-jacfwd",
+                "hessian-fd-central": "hessian-jacfwd", "hessian-jacfwd": "hessian-jacfwd"}
 """The float64 result (same model and size) each method is compared with: the analytic
-gradient for gradients, ``Problem.hessian`` for Hessians. At float64 those two are their own
+gradient for gradients, the ``jacfwd`` Hessian for Hessians. At float64 those two are their own
 reference (error 0); ``grad-autodiff`` and ``replay-grad`` are independent checks of the
 analytic gradient, and the float32 results are compared with the float64 ones."""

@@ -4,9 +4,10 @@ Each method, given a :class:`~benchmarks._cases.Case`, returns a :class:`Method`
 time, whether its first call compiles, and how to read its result (the value compared with the
 float64 reference, and extra numbers such as a Hessian's asymmetry).
 
-``hessian`` and ``hessian-fd`` are ``Problem.hessian`` with ``"jacfwd"`` (forward-over-reverse)
-and ``"fd-forward"`` (``P + 1`` analytic gradients, the perturbed ones batched with
-``jax.lax.map``), timed raw and then symmetrised. ``replay-grad`` and ``replay-hessian`` re-implement
+``hessian-<method>`` is ``Problem.hessian`` with that method: ``"structured"`` (per-draw
+scores and compressed directions), ``"jacfwd"`` (forward-over-reverse), ``"fd-forward"``
+(``P + 1`` analytic gradients, the perturbed ones batched with ``jax.lax.map``) and
+``"fd-central"`` (``2P``), timed raw and then symmetrised. ``replay-grad`` and ``replay-hessian`` re-implement
 the reference system's method: a Python loop over individuals, one jitted per-individual
 gradient call each, summed; and a Python loop of ``P + 1`` such gradients for a
 forward-difference Hessian.
@@ -26,7 +27,7 @@ import jaxiclv as jic
 
 from ._cases import Case
 
-BATCH_SIZE = 16  # tangent or perturbation vectors per batch, for both Hessians
+BATCH_SIZE = 16  # tangent or perturbation vectors per batch, for every Hessian
 REPLAY_EXTRAPOLATE_ABOVE_S = 1.0  # a replayed gradient slower than this: extrapolate the Hessian
 REPLAY_SAMPLE_CALLS = 3
 
@@ -135,6 +136,8 @@ METHODS = {
     "grad-fd": _gradient("finite-difference"),
     "replay-grad": _replay_grad,
     "replay-hessian": _replay_hessian,
-    "hessian-fd": _hessian("fd-forward"),
-    "hessian": _hessian("jacfwd"),
+    "hessian-structured": _hessian("structured"),
+    "hessian-fd-forward": _hessian("fd-forward"),
+    "hessian-fd-central": _hessian("fd-central"),
+    "hessian-jacfwd": _hessian("jacfwd"),
 }

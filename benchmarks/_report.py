@@ -111,7 +111,7 @@ def write_markdown(report: dict, path: Path) -> str:
         f"Times: first call (compilation + one run), then the median and range of up to "
         f"{report['sizes']['repeat']} timed calls (fewer once {report['sizes']['budget_s']} s "
         f"of timed calls have passed). Errors: against the float64 reference of the same size "
-        f"(analytic gradient; `Problem.hessian` for Hessians), relative error "
+        f"(analytic gradient; the jacfwd Hessian for Hessians), relative error "
         f"`max |x - ref| / max(|ref|, 1)`. Peak RSS: of the case's process during the method "
         f"(high-water mark reset before it, where the platform allows; else process-wide), and "
         f"its rise over the RSS before the method. Device peak: the process's peak so far "
@@ -133,23 +133,30 @@ def write_markdown(report: dict, path: Path) -> str:
         lines += [f"| {s['group']} | {s['method']} | {s['exponent']:.2f} "
                   f"| {', '.join(map(str, s['sizes']))} "
                   f"| {', '.join(_g(t) for t in s['median_s'])} |" for s in report["scaling"]]
-    estimation = report["estimation"]
-    if estimation:
-        lines += ["", "## The whole default estimation", ""]
-        if estimation.get("error"):
-            lines.append(f"failed: {estimation['error']}")
-        else:
+    if report["estimation"]:
+        first = report["estimation"][0]
+        lines += ["", "## The whole estimation, L-BFGS against Newton", "",
+                  f"`estimate` from the default starting values on {first['n']} individuals x "
+                  f"{first['r']} Halton draws, then the Hessian ({first.get('hessian_method')}) "
+                  f"and scores for robust standard errors. Hessian and scores times include "
+                  f"compilation; Newton (`trust-exact`) computes the exact Hessian at every "
+                  f"iteration.", "",
+                  "| optimizer | P | wall (s) | iterations | status | LL | optimisation (s) "
+                  "| Hessians (s) | scores (s) | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for row in report["estimation"]:
+            if row.get("error"):
+                lines.append(f"| {row.get('optimizer')} | | | | **failed**: {row['error']} "
+                             f"| | | | | |")
+                continue
             lines.append(
-                f"`estimate` on {estimation['n']} individuals x {estimation['r']} Halton draws, "
-                f"{estimation['n_params']} parameters: {estimation['wall_s']:.1f} s wall, "
-                f"{estimation['iterations']} L-BFGS iterations ({estimation['status']}, "
-                f"LL {estimation['llf']:.3f}); optimisation {estimation['optimisation_s']:.1f} s, "
-                f"Hessian {_g(estimation['hessian_s'])} s, scores {_g(estimation['scores_s'])} s "
-                f"(each including compilation); peak RSS {estimation['rss_peak_mb']:.0f} MB.")
+                f"| {row['optimizer']} | {row['n_params']} | {row['wall_s']:.1f} "
+                f"| {row['iterations']} | {row['status']} | {row['llf']:.3f} "
+                f"| {row['optimisation_s']:.1f} | {_g(row['hessian_s'])} | {_g(row['scores_s'])} "
+                f"| {row['rss_peak_mb']:.0f} |")
     lines += ["", "## Left out", "",
-              "The finite-difference gradient, both Hessians and the replayed Hessian cost about "
-              "P gradients each and run at the reference size only (the jacfwd Hessian also in "
-              "float32); the continuous variant is not replayed."
+              "The finite-difference gradient, the Hessians and the replayed Hessian cost up to "
+              "about P gradients each and run at the reference size only (the structured and "
+              "jacfwd Hessians also in float32); the continuous variant is not replayed."
               + (" Quick mode: a miniature model, fewer methods per group, most XLA "
                  "optimisations off; its times mean nothing." if report["mode"] == "quick" else "")]
     lines += [f"- {s['case']} {s['method']}: {s['reason']}" for s in report["skipped"]]

@@ -99,8 +99,8 @@ def _timing_calls(cls, names, seconds: dict):
 
 
 def run_estimation(spec: dict) -> list[dict]:
-    """``jic.estimate`` from the default starting values: exactly
-    ``estimate(reference_model(), reference_panel(), Halton(100))`` at full size, the quick
+    """``jic.estimate`` from the default starting values with ``spec["optimizer"]``: exactly
+    ``estimate(reference_model(), reference_panel(), Halton(100), optimizer=...)`` at full size, the quick
     miniature (at most ``max_iter`` iterations) in quick mode. The Hessian and the scores
     inside ``estimate`` are timed by wrapping ``Problem.hessian`` and ``Problem.scores``."""
     scope = "method" if reset_peak_rss() else "process"
@@ -115,7 +115,8 @@ def run_estimation(spec: dict) -> list[dict]:
     with _timing_calls(jic.Problem, ("hessian", "scores"), parts), \
             warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = jic.estimate(model, panel, jic.Halton(spec["r"]), **options)
+        result = jic.estimate(model, panel, jic.Halton(spec["r"]), optimizer=spec["optimizer"],
+                              **options)
     row = dict(spec, method="estimate", wall_s=time.perf_counter() - start,
                seconds=result.seconds, iterations=result.iterations,
                status=result.status.name.lower(), llf=result.llf, n_params=result.n_params,

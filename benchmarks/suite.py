@@ -11,7 +11,9 @@ Size groups (``--sizes``, default all):
   replayed Hessian each cost about P gradients, so they run at the reference size only;
 - ``dtype``: float32 against float64 at the reference size (likelihood, gradients, jacfwd
   Hessian);
-- ``estimation``: ``jic.estimate(reference_model(), reference_panel(), Halton(100))``.
+- ``estimation``: ``jic.estimate(reference_model(), reference_panel(), Halton(100),
+  optimizer=...)`` with L-BFGS (the default) and with Newton (``"trust-exact"``, the exact
+  structured Hessian at every iteration): iterations and time of each.
 
 Every case runs in its own fresh process, one after the other. ``--quick`` is a smoke test:
 the same groups on a miniature model (2 latent variables, 4 items, 31 parameters), tiny sizes,
@@ -37,6 +39,7 @@ from ._report import add_accuracy, scaling_exponents, write_markdown, write_plot
 REPOSITORY = Path(__file__).resolve().parent.parent
 GROUPS = ("reference", "individuals", "draws", "dtype", "estimation")
 REPLAY = ("replay-grad", "replay-hessian")
+OPTIMIZERS = ("lbfgs", "trust-exact")  # the estimation group runs both: iterations, time
 REPLAY_UP_TO = 20  # the replayed gradient runs up to this multiple of the reference's N x R
 MODES = {
     "full": dict(
@@ -44,7 +47,8 @@ MODES = {
         repeat=5, budget_s=10.0, max_iter=2000,
         continuous=tuple(m for m in METHOD_NAMES if m not in REPLAY),
         scaling=("loglik", "grad-analytic", "grad-autodiff", "replay-grad"),
-        dtype=("loglik", "grad-analytic", "grad-autodiff", "hessian")),
+        dtype=("loglik", "grad-analytic", "grad-autodiff", "hessian-structured",
+               "hessian-jacfwd")),
     "quick": dict(
         n=16, r=8, individuals=(16, 32), draws=(8, 16), repeat=3, budget_s=0.5, max_iter=20,
         continuous=("loglik", "grad-analytic", "grad-autodiff"),
@@ -95,9 +99,10 @@ def plan(groups, mode: dict) -> tuple[list[dict], list[dict]]:
     out = list(cases.values())
     for case in out:
         case["methods"].sort(key=METHOD_NAMES.index)
-    if "estimation" in groups:  # first: the longest single process in quick mode
-        out.insert(0, dict(key="estimation", variant="ordinal", n=n, r=r, dtype="float64",
-                           groups=["estimation"], methods=["estimate"]))
+    if "estimation" in groups:  # first: the longest single processes in quick mode
+        out[:0] = [dict(key=f"estimation-{optimizer}", variant="ordinal", n=n, r=r,
+                        dtype="float64", groups=["estimation"], methods=["estimate"],
+                        optimizer=optimizer) for optimizer in OPTIMIZERS]
     return out, skipped
 
 
@@ -151,7 +156,7 @@ def main(argv=None) -> None:
     report = dict(mode=mode_name, sizes=mode, groups=groups, wall_s=wall,
                   environment=next((_environment(row) for row in rows if "device" in row), {}),
                   results=[row for row in rows if row["method"] != "estimate"],
-                  estimation=next((row for row in rows if row["method"] == "estimate"), None),
+                  estimation=[row for row in rows if row["method"] == "estimate"],
                   scaling=scaling_exponents(rows), skipped=skipped)
     report["plots"] = write_plots(report, args.out)
     (args.out / "results.json").write_text(json.dumps(report, indent=1))

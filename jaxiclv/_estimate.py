@@ -21,7 +21,7 @@ import optax
 from scipy import optimize
 
 from ._data import Panel
-from ._hessian import symmetrize
+from ._hessian import HESSIANS, symmetrize
 from ._inference import covariance
 from ._problem import Problem, objective
 from ._results import Results, Status
@@ -124,7 +124,7 @@ def _trust_exact(problem: Problem, max_iter, gtol, report, every, hessian_method
 
 def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
              optimizer: str = "lbfgs", max_iter: int = 2000, gtol: float = 1e-6,
-             gradient: str = "analytic", hessian: str = "jacfwd", cov_type: str = "robust",
+             gradient: str = "analytic", hessian: str = "structured", cov_type: str = "robust",
              clusters=None, compare_hessians: bool = False, chunk_size: int | str | None = "auto",
              dtype=jnp.float64,
              progress: bool | Callable[[int, float, float], None] = False,
@@ -145,7 +145,9 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
         ``max_p |g_p| max(|theta_p|, 1) / max(|LL|, 1)`` falls to ``gtol`` or below.
     gradient: ``"analytic"`` (hand-derived, default), ``"autodiff"`` or ``"finite-difference"``;
         used by the optimiser, the Hessian and the scores.
-    hessian: ``"jacfwd"`` (default), ``"fd-forward"`` or ``"fd-central"``.
+    hessian: ``"structured"`` (default: exact, assembled from per-draw scores and the sparse
+        per-draw second derivatives), ``"jacfwd"`` (exact, forward mode over the gradient),
+        ``"fd-forward"`` or ``"fd-central"`` (finite differences of the gradient).
     cov_type: ``"robust"`` (sandwich, the default, as in Apollo and Biogeme), ``"classical"``,
         ``"bhhh"`` or ``"cluster"`` (then ``clusters`` gives one label per individual, in the
         order of ``panel.ids``, or a mapping / Series from id to cluster).
@@ -159,6 +161,8 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if hessian not in HESSIANS:
+        raise ValueError(f"hessian must be one of {HESSIANS}, got {hessian!r}")
     if max_iter < 1:
         raise ValueError(f"max_iter must be at least 1, got {max_iter}")
     if clusters is not None and not isinstance(clusters, np.ndarray | list | tuple):

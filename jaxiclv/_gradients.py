@@ -34,29 +34,39 @@ from ._data import PanelArrays
 from ._likelihood import map_individuals, simulated_loglik
 from ._parameters import replace_fields
 
-__all__ = ["individual_loglik_and_grad", "loglik_and_grad_per_individual", "loglik_and_grad",
+__all__ = ["draw_logliks_and_pullback", "individual_loglik_and_grad",
+           "loglik_and_grad_per_individual", "loglik_and_grad",
            "simulated_loglik_analytic"]
 
 
-def individual_loglik_and_grad(model, x: PanelArrays, eta: Float[Array, "R D"]):
-    """``(LL_i, dLL_i / d model)`` for one individual; the gradient is a model-shaped pytree."""
+def draw_logliks_and_pullback(model, x: PanelArrays, eta: Float[Array, "R D"]):
+    """``log L_ir`` ``(R,)`` for one individual and the hand-derived pullback: ``pullback(w)``
+    with ``w`` ``(R,)`` returns ``sum_r w_r d log L_ir / d model``, a model-shaped pytree."""
     lv, latent_vjp = model.latent.latent_vjp(model.covariates_of(x), eta)  # (R, L)
     parts = [(index, *component.loglik_vjp(*inputs, lv[:, index]))
              for component, inputs, index in model.components(x)]
     log_l = sum(loglik for _, loglik, _ in parts)  # (R,)
+
+    def pullback(weights):
+        d_lv = jnp.zeros_like(lv)
+        component_grads = []
+        for index, _, vjp in parts:
+            grads, d_lv_component = vjp(weights)
+            component_grads.append(grads)
+            d_lv = d_lv.at[:, index].add(d_lv_component)
+        n_blocks = len(model.measurement)
+        return replace_fields(
+            model, latent=latent_vjp(d_lv), measurement=tuple(component_grads[:n_blocks]),
+            choice=component_grads[n_blocks] if model.choice is not None else None)
+    return log_l, pullback
+
+
+def individual_loglik_and_grad(model, x: PanelArrays, eta: Float[Array, "R D"]):
+    """``(LL_i, dLL_i / d model)`` for one individual; the gradient is a model-shaped pytree."""
+    log_l, pullback = draw_logliks_and_pullback(model, x, eta)
     log_mean = logsumexp(log_l)
     weights = jnp.exp(log_l - log_mean)  # (R,) posterior draw weights w_ir
-    d_lv = jnp.zeros_like(lv)
-    component_grads = []
-    for index, _, vjp in parts:
-        grads, d_lv_component = vjp(weights)
-        component_grads.append(grads)
-        d_lv = d_lv.at[:, index].add(d_lv_component)
-    n_blocks = len(model.measurement)
-    grad = replace_fields(model, latent=latent_vjp(d_lv),
-                          measurement=tuple(component_grads[:n_blocks]),
-                          choice=component_grads[n_blocks] if model.choice is not None else None)
-    return log_mean - jnp.log(eta.shape[0]), grad
+    return log_mean - jnp.log(eta.shape[0]), pullback(weights)
 
 
 def loglik_and_grad_per_individual(model, data: PanelArrays, draws: Float[Array, "N R D"],

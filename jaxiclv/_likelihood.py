@@ -17,7 +17,8 @@ from jaxtyping import Array, Float
 
 from ._data import PanelArrays
 
-__all__ = ["individual_loglik", "loglik_per_individual", "simulated_loglik", "map_individuals"]
+__all__ = ["individual_loglik", "loglik_per_individual", "simulated_loglik", "map_individuals",
+           "sum_over_chunks"]
 
 
 def map_individuals(f, xs, chunk_size: int):
@@ -32,6 +33,25 @@ def map_individuals(f, xs, chunk_size: int):
     mapped = iter(jax.lax.map(kept, xs, batch_size=chunk_size))
     return jax.tree.unflatten(treedef, [next(mapped) if k else jnp.zeros((n, *s.shape), s.dtype)
                                         for s, k in zip(shapes, keep)])
+
+
+def sum_over_chunks(f, xs, chunk_size: int | None):
+    """``sum_b f(xs_b)`` over blocks ``xs_b`` of ``chunk_size`` individuals (the leading axis of
+    every leaf of ``xs``), accumulated with ``jax.lax.scan``: memory is that of one block,
+    however many individuals. ``f`` maps a block to a pytree of sums; ``None``: one block."""
+    n = jax.tree.leaves(xs)[0].shape[0]
+    if chunk_size is None or chunk_size >= n:
+        return f(xs)
+    n_full = n // chunk_size * chunk_size
+    blocks = jax.tree.map(lambda a: a[:n_full].reshape(n // chunk_size, chunk_size, *a.shape[1:]),
+                          xs)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                         jax.eval_shape(f, jax.tree.map(lambda a: a[0], blocks)))
+    add = lambda total, block: (jax.tree.map(jnp.add, total, f(block)), None)
+    total = jax.lax.scan(add, zeros, blocks)[0]
+    if n_full == n:
+        return total
+    return jax.tree.map(jnp.add, total, f(jax.tree.map(lambda a: a[n_full:], xs)))
 
 
 def individual_loglik(model, x: PanelArrays, eta: Float[Array, "R D"]) -> Float[Array, ""]:

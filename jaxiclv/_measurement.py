@@ -52,7 +52,9 @@ class AbstractMeasurement(eqx.Module):
     """A block of indicators explained by some latent variables.
 
     ``indicators`` are the data columns it reads, ``latent`` the latent variables it uses, in
-    the order that ``loglik`` expects them.
+    the order that ``loglik`` expects them. Every parameter array has one row per indicator,
+    and indicator ``k``'s log-likelihood depends on row ``k`` only (the structured Hessian
+    relies on it: :meth:`ICLV.interaction_groups`).
     """
 
     indicators: eqx.AbstractVar[tuple[str, ...]]

@@ -129,6 +129,26 @@ class ICLV(eqx.Module):
                  *([("choice", self.choice)] if self.choice is not None else [])]
         return {name: block for block, component in parts for name in labelled_values(component)}
 
+    def interaction_groups(self) -> dict[str, str | None]:
+        """``{parameter name: group}`` for the structured Hessian. ``log L_ir`` is a sum of one
+        term per indicator and one choice term, joined only through the latent variables, so
+        ``d^2 log L_ir / da db = 0`` for parameters ``a``, ``b`` in different groups. Structural
+        parameters (group ``None``) enter every term; the parameters of indicator ``k`` (row
+        ``k`` of every parameter array of its measurement block) form one group, and the
+        choice model's parameters another."""
+        groups = dict.fromkeys(labelled_values(self.latent))
+        for block in self.measurement:
+            for label in jax.tree.leaves(block.labels()):
+                label = np.asarray(label, dtype=str)
+                if label.ndim == 0 or label.shape[0] != len(block.indicators):
+                    raise TypeError(f"{type(block).__name__}: every parameter array of a "
+                                    "measurement block must have one row per indicator")
+                groups.update({name: f"indicator {item}" for item, row in
+                               zip(block.indicators, label) for name in row.ravel() if name})
+        if self.choice is not None:
+            groups.update(dict.fromkeys(labelled_values(self.choice), "choice"))
+        return groups
+
     def natural_values(self) -> dict[str, jax.Array]:
         """Every parameter on its natural scale (traceable, for the delta method): ``sigma``
         for each ``log_sigma``, the thresholds ``tau1 < tau2 < ...`` for ``tau1`` and the

@@ -30,6 +30,7 @@ from ._gradients import loglik_and_grad_per_individual, simulated_loglik_analyti
 from ._hessian import HESSIANS, compare_hessians, finite_difference_steps, hessian
 from ._likelihood import individual_loglik, simulated_loglik
 from ._parameters import ParameterSpace
+from ._structured_hessian import structured_hessian
 
 __all__ = ["Problem", "GRADIENTS", "central_difference_gradient", "objective", "check_gradient"]
 
@@ -104,6 +105,8 @@ def _scores(space, theta, data, draws, gradient, chunk_size):
 
 @functools.partial(jax.jit, static_argnames=(*_static, "method", "batch_size"))
 def _hessian(space, theta, data, draws, gradient, chunk_size, method, batch_size):
+    if method == "structured":  # exact, from the hand-derived pullbacks whatever the gradient
+        return structured_hessian(space, theta, data, draws, chunk_size, batch_size)
     gradient_of = jax.grad(objective, argnums=1)
     return hessian(lambda t: gradient_of(space, t, data, draws, gradient, chunk_size), theta,
                    method, batch_size)
@@ -158,7 +161,7 @@ class Problem:
     def scores(self, theta):
         return _scores(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size)
 
-    def hessian(self, theta, method: str = "jacfwd", batch_size: int = 16):
+    def hessian(self, theta, method: str = "structured", batch_size: int = 16):
         """The unsymmetrised Hessian (see :func:`jaxiclv.hessian` for the methods); pass it
         through :func:`jaxiclv.symmetrize` before use."""
         return _hessian(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size,

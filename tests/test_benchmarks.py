@@ -2,15 +2,16 @@
 writes its outputs with every expected key, and its accuracy checks agree. Nothing about time.
 
 Tolerances (relative error ``max |x - ref| / max(|ref|, 1)`` against the float64 analytic
-gradient, or ``Problem.hessian`` (jacfwd) for Hessians, at the same size; quick mode's
-|LL| is a few hundred):
+gradient, or the jacfwd Hessian for Hessians, at the same size; quick mode's |LL| is a few
+hundred):
 
-- exact gradients (autodiff, the replayed per-individual autodiff): rounding only, observed
-  ~1e-14; 1e-9 leaves ample room.
+- exact gradients (autodiff, the replayed per-individual autodiff) and the exact structured
+  Hessian: rounding only, observed ~1e-14; 1e-9 leaves ample room.
 - central finite differences, ``h = eps^(1/3) max(|theta|, 1)`` ~ 6e-6: truncation
   ``h^2 |f'''| / 6`` plus rounding ``eps |LL| / h`` ~ 1e-8 here; 1e-6.
 - forward-difference Hessians, ``h = sqrt(eps) max(|theta|, 1)`` ~ 1.5e-8: truncation
-  ``h |g''| / 2`` plus rounding ``eps |g| / h``, ~1e-6 here; 1e-4.
+  ``h |g''| / 2`` plus rounding ``eps |g| / h``, ~1e-6 here; 1e-4. Central differences,
+  ``h = eps^(1/3) max(|theta|, 1)``: ``h^2 |g'''| / 6`` plus ``eps |g| / h``, ~1e-8; 1e-6.
 - float32 against float64: float32 rounding (eps 1.2e-7) accumulated over the N R K per-draw
   terms of the quick case (16 x 8 x 4 ~ 500): at worst ~6e-5; 1e-3.
 """
@@ -24,9 +25,11 @@ import pytest
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 METHODS = {"loglik", "grad-analytic", "grad-autodiff", "grad-fd", "replay-grad",
-           "replay-hessian", "hessian-fd", "hessian"}
+           "replay-hessian", "hessian-structured", "hessian-fd-forward", "hessian-fd-central",
+           "hessian-jacfwd"}
 TOLERANCE = {"grad-autodiff": 1e-9, "replay-grad": 1e-9, "grad-fd": 1e-6,
-             "hessian-fd": 1e-4, "replay-hessian": 1e-4}
+             "hessian-structured": 1e-9, "hessian-fd-forward": 1e-4, "hessian-fd-central": 1e-6,
+             "replay-hessian": 1e-4}
 FLOAT32_TOLERANCE = 1e-3
 ENVIRONMENT = {"device", "platform", "jax", "jaxlib", "git_commit", "cpu_count", "timestamp",
                "dtype"}
@@ -50,9 +53,10 @@ def test_every_method_ran(quick_run):
     failed = [(r["key"], r["method"], r["error"]) for r in report["results"] if "error" in r]
     assert not failed
     assert {r["method"] for r in report["results"]} == METHODS
-    estimation = report["estimation"]
-    assert "error" not in estimation
-    assert estimation["iterations"] >= 1 and estimation["hessian_s"] > 0
+    assert {e["optimizer"] for e in report["estimation"]} == {"lbfgs", "trust-exact"}
+    for estimation in report["estimation"]:
+        assert "error" not in estimation
+        assert estimation["iterations"] >= 1 and estimation["hessian_s"] > 0
     groups = {g for r in report["results"] for g in r["groups"]}
     assert groups == {"reference", "individuals", "draws", "dtype"}
 
@@ -64,7 +68,8 @@ def test_outputs_have_every_key(quick_run):
     for row in report["results"]:
         assert ENVIRONMENT | TIMING | {"key", "method", "n", "r", "n_params"} <= set(row)
         assert row["runs"] == len(row["times_s"]) >= 1
-    assert ENVIRONMENT | {"wall_s", "iterations", "hessian_s"} <= set(report["estimation"])
+    for estimation in report["estimation"]:
+        assert ENVIRONMENT | {"wall_s", "iterations", "hessian_s"} <= set(estimation)
     assert {s["group"] for s in report["scaling"]} == {"individuals", "draws"}
     assert (out / "results.md").read_text() == stdout.rstrip("\n") + "\n"
     plots = report["plots"]
@@ -80,5 +85,5 @@ def test_accuracy_checks_agree(quick_run):
             assert row["max_rel_err"] < FLOAT32_TOLERANCE, row
         elif row["method"] in TOLERANCE:
             assert row["max_rel_err"] < TOLERANCE[row["method"]], row
-        else:  # loglik, grad-analytic, hessian at float64 are the reference themselves
+        else:  # loglik, grad-analytic, hessian-jacfwd at float64 are their own reference
             assert row["is_reference"] and row["max_abs_err"] == 0.0, row

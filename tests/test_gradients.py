@@ -600,13 +600,51 @@ def _hessians(model, seed, problem_hessian=False):
     scale = np.abs(h_autodiff).max()
     assert np.abs(h_analytic - h_autodiff).max() <= 1e-8 * scale
     assert np.abs(h_analytic - h_analytic.T).max() <= 1e-10 * scale
-    if problem_hessian:  # what Problem.hessian runs (batched jvp of the gradient)
-        np.testing.assert_allclose(problem.hessian(theta), h_analytic, rtol=0, atol=1e-10 * scale)
+    if problem_hessian:  # what Problem.hessian runs: batched jvps of the gradient, and the
+        # structured Hessian (per-draw scores + compressed directions), against autodiff
+        for method in ("jacfwd", "structured"):
+            np.testing.assert_allclose(problem.hessian(theta, method), h_autodiff, rtol=0,
+                                       atol=1e-10 * scale, err_msg=method)
     return h_analytic
 
 
 def test_hessian_forward_over_reverse_through_the_custom_vjp():
-    _hessians(_tiny_probit_model(), seed=1)
+    _hessians(_tiny_probit_model(), seed=1, problem_hessian=True)
+
+
+def test_structured_hessian_without_choice_with_fixed_parameters():
+    """A MIMIC model (no choice model) with two measurement blocks, an indicator loading on
+    two latent variables and user-fixed parameters: the structured Hessian equals autodiff's."""
+    latent = jic.Structural({"a": ["z1", "z2"], "b": ["z2"]})
+    model = jic.ICLV(latent, [jic.OrderedProbit({"a": ["q1", "q2"], "b": ["q2", "q3"]}, levels=4),
+                              jic.NormalIndicators({"b": ["y1", "y2"]})])
+    rng = np.random.default_rng(8)
+    model = with_random_values(model, rng)
+    problem = jic.Problem(model, simulated_panel(model, 7, 1, 8), draws=jic.Halton(4),
+                          fixed=["q1.zeta.a", "q3.log_dtau2", "y1.alpha"])
+    plain = jax.jit(jax.hessian(lambda t: jic.simulated_loglik(
+        problem.space.unflatten(t), problem.data, problem.draws)))
+    for _ in range(2):
+        theta = jnp.asarray(random_values(problem.space.names, model.latent.names, rng))
+        expected = np.asarray(plain(theta))
+        got = np.asarray(problem.hessian(theta, "structured"))
+        # sums of N R terms two ways in float64 (see _hessians)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+
+
+def test_compressed_directions_recover_a_sparse_hessian_exactly():
+    """Colouring and read-back on a random symmetric matrix with the interaction pattern of
+    ICLV.interaction_groups: structural parameters (None) dense, others only within groups."""
+    from jaxiclv._structured_hessian import _recover, compressed_directions
+    groups = [None, "q1", "q1", "q2", "choice", None, "q2", "q2", "choice", "q3"]
+    colors, n_colors = compressed_directions(groups)
+    assert n_colors == 2 + 3  # two structural parameters + the largest group (q2)
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((len(groups), len(groups)))
+    h = h + h.T
+    h *= np.array([[a is None or b is None or a == b for b in groups] for a in groups])
+    directions = np.eye(n_colors)[:, colors]  # (C, P)
+    np.testing.assert_array_equal(np.asarray(_recover(directions @ h, groups, colors)), h)
 
 
 @pytest.mark.slow

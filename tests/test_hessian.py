@@ -1,6 +1,7 @@
-"""Hessians by jacfwd, forward and central differences: against closed forms, against each
-other at the bundled reference model, symmetry enforcement, and what the standard errors
-built on them deliver (identification problems reported, 95% coverage)."""
+"""Hessians by the structured assembly, jacfwd, forward and central differences: against
+closed forms, against each other at the bundled reference model, symmetry enforcement, and
+what the standard errors built on them deliver (identification problems reported, 95%
+coverage)."""
 
 import warnings
 
@@ -16,7 +17,8 @@ EPS = np.finfo(np.float64).eps
 # truncation h |g''| and rounding eps |g| / h with h = sqrt(eps) max(|theta|, 1), i.e. about
 # sqrt(eps) = 1.5e-8 times a problem-dependent constant; central differences eps^(2/3) = 3.7e-11
 # times one. A factor of 100 covers the constants (third derivatives, |g| / |H|) here.
-BOUND = {"jacfwd": 1e-10, "fd-forward": 100 * np.sqrt(EPS), "fd-central": 100 * EPS ** (2 / 3)}
+BOUND = {"structured": 1e-10, "jacfwd": 1e-10, "fd-forward": 100 * np.sqrt(EPS),
+         "fd-central": 100 * EPS ** (2 / 3)}
 
 
 def _regression_problem():
@@ -135,16 +137,17 @@ def test_comparison_report_flags_an_unidentified_model():
 
 @pytest.mark.slow
 def test_methods_agree_at_the_bundled_reference_model():
-    """jacfwd, forward and central differences at the reference size (328 x 100 x 219), where
-    jacrev over a hand-derived gradient once returned wrong rows on CPU: every method must be
-    symmetric (or have only finite-difference asymmetry) and agree within its error bound."""
+    """Structured, jacfwd, forward and central differences at the reference size
+    (328 x 100 x 219), where jacrev over a hand-derived gradient once returned wrong rows on
+    CPU: every method must be symmetric (or have only finite-difference asymmetry) and agree
+    within its error bound."""
     problem = jic.Problem(ex.reference_model(), ex.reference_panel(), jic.Halton(100))
     truth = problem.space.flatten(ex.reference_truth())
     comparison = problem.compare_hessians(truth)
     exact = comparison.hessians["jacfwd"]
     assert exact.asymmetry < 1e-12
     scale = np.abs(exact.matrix).max()
-    for method in ("fd-forward", "fd-central"):
+    for method in ("structured", "fd-forward", "fd-central"):
         difference = np.abs(comparison.hessians[method].matrix - exact.matrix).max()
         assert difference <= BOUND[method] * scale, (method, difference / scale)
     # at the true values (not the optimum) H need not be negative definite; the methods must
