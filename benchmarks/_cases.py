@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 import jaxiclv as jic
 from jaxiclv import _example as ex
+from jaxiclv._problem import resolve_chunk_size
 
 QUICK_STRUCTURE = ({"health": 2}, ("intention", 2), ex.ATTRIBUTES[:1])
 VARIANTS = ("ordinal", "continuous")
@@ -82,8 +84,12 @@ def panel_for(model: jic.ICLV, data: pd.DataFrame) -> jic.Panel:
 
 
 def chunk_size_for(n: int, r: int) -> int | None:
-    """All individuals at once up to 10^6 individual-draws, else chunks of ~2 x 10^5."""
-    return None if n * r <= 10**6 else max(1, 200_000 // r)
+    """What ``estimate`` uses (``chunk_size="auto"``: blocks of 40 individuals on CPU, one
+    pass on an accelerator), except that on an accelerator a case above 10^6
+    individual-draws runs in blocks of ~2 x 10^5 (bounded device memory)."""
+    if jax.default_backend() == "cpu" or n * r <= 10**6:
+        return resolve_chunk_size("auto", n)
+    return max(1, 200_000 // r)
 
 
 class Case:

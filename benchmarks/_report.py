@@ -153,6 +153,30 @@ def write_markdown(report: dict, path: Path) -> str:
                 f"| {row['iterations']} | {row['status']} | {row['llf']:.3f} "
                 f"| {row['optimisation_s']:.1f} | {_g(row['hessian_s'])} | {_g(row['scores_s'])} "
                 f"| {row['rss_peak_mb']:.0f} |")
+    if report.get("peer"):
+        first = report["peer"][0]
+        lines += ["", "## Peer: Biogeme on the same model and data", "",
+                  f"One latent variable, {first.get('n_params')} parameters, ordered-probit "
+                  f"items, multinomial logit; {first['n']} individuals x {first.get('tasks')} "
+                  f"tasks, {first['r']} draws (each package its own Halton draws). Times: first "
+                  f"call (compilation included), then the median. LL at the truth: with "
+                  f"{first.get('ll_truth_draws')} draws per individual; jaxiclv's is the mean "
+                  f"over independently scrambled sequences, with their standard deviation.", "",
+                  "| package | LL + gradient: first / median (s) | Hessian: first / median (s) "
+                  "| estimation (s) | iterations | final LL | status | LL at the truth |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for row in report["peer"]:
+            if row.get("error"):
+                lines.append(f"| {row.get('package', '?')} | **failed**: {row['error']} "
+                             f"| | | | | | |")
+                continue
+            spread = (f" (sd {row['ll_truth_sd']:.3f})" if row.get("ll_truth_sd") is not None
+                      else "")
+            lines.append(
+                f"| {row['package']} | {_g(row['llgrad_first_s'])} / {_g(row['llgrad_median_s'])} "
+                f"| {_g(row['hessian_first_s'])} / {_g(row['hessian_median_s'])} "
+                f"| {row['estimation_s']:.1f} | {row['iterations']} | {row['llf']:.3f} "
+                f"| {row['status']} | {row['ll_truth']:.3f}{spread} |")
     lines += ["", "## Left out", "",
               "The finite-difference gradient, the Hessians and the replayed Hessian cost up to "
               "about P gradients each and run at the reference size only (the structured and "

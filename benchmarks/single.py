@@ -31,6 +31,7 @@ from jaxiclv import _example as ex
 from ._cases import Case, build_model, check_against_reference
 from ._measure import environment, measure, memory_mb, reset_peak_rss
 from ._methods import METHODS
+from ._peer import run_peer
 
 
 def _log(message: str) -> None:
@@ -140,8 +141,12 @@ def main(argv=None) -> None:
         jax.config.update("jax_disable_most_optimizations", True)
     _log(f"case {spec['key']} ({', '.join(spec['methods'])})")
     try:
-        rows = (run_estimation(spec) if spec["methods"] == ["estimate"]
-                else run_methods(spec, args.arrays))
+        if spec["methods"] == ["estimate"]:
+            rows = run_estimation(spec)
+        elif spec["methods"] == ["peer"]:
+            rows = run_peer(spec)
+        else:
+            rows = run_methods(spec, args.arrays)
     except Exception as error:  # e.g. building the case failed: report it as the result
         _log(traceback.format_exc())
         rows = [dict(spec, method=m, error=f"{type(error).__name__}: {error}")

@@ -11,6 +11,9 @@ Size groups (``--sizes``, default all):
   replayed Hessian each cost about P gradients, so they run at the reference size only;
 - ``dtype``: float32 against float64 at the reference size (likelihood, gradients, jacfwd
   Hessian);
+- ``peer``: Biogeme and jaxiclv on the same simulated ICLV data and specification
+  (:mod:`benchmarks._peer`); skipped, with the reason in the report, where Biogeme is not
+  installed;
 - ``estimation``: ``jic.estimate(reference_model(), reference_panel(), Halton(100),
   optimizer=...)`` with L-BFGS (the default) and with Newton (``"trust-exact"``, the exact
   structured Hessian at every iteration): iterations and time of each.
@@ -24,6 +27,7 @@ optimisations off, its processes run side by side, one per CPU. Its times mean n
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -37,7 +41,9 @@ from . import METHOD_NAMES
 from ._report import add_accuracy, scaling_exponents, write_markdown, write_plots
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-GROUPS = ("reference", "individuals", "draws", "dtype", "estimation")
+GROUPS = ("reference", "individuals", "draws", "dtype", "estimation", "peer")
+PEER_MISSING = ("Biogeme is not installed in this environment; it needs pandas < 3, so install "
+                "it in its own: pip install -e '.[peer]', then python -m benchmarks --sizes peer")
 REPLAY = ("replay-grad", "replay-hessian")
 OPTIMIZERS = ("lbfgs", "trust-exact")  # the estimation group runs both: iterations, time
 REPLAY_UP_TO = 20  # the replayed gradient runs up to this multiple of the reference's N x R
@@ -99,6 +105,12 @@ def plan(groups, mode: dict) -> tuple[list[dict], list[dict]]:
     out = list(cases.values())
     for case in out:
         case["methods"].sort(key=METHOD_NAMES.index)
+    if "peer" in groups:
+        if importlib.util.find_spec("biogeme") is None:
+            skipped.append(dict(group="peer", case="peer", method="biogeme", reason=PEER_MISSING))
+        else:
+            out.append(dict(key="peer", variant="peer", n=n, r=r, dtype="float64",
+                            groups=["peer"], methods=["peer"]))
     if "estimation" in groups:  # first: the longest single processes in quick mode
         out[:0] = [dict(key=f"estimation-{optimizer}", variant="ordinal", n=n, r=r,
                         dtype="float64", groups=["estimation"], methods=["estimate"],
@@ -155,7 +167,8 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     report = dict(mode=mode_name, sizes=mode, groups=groups, wall_s=wall,
                   environment=next((_environment(row) for row in rows if "device" in row), {}),
-                  results=[row for row in rows if row["method"] != "estimate"],
+                  results=[row for row in rows if row["method"] not in ("estimate", "peer")],
+                  peer=[row for row in rows if row["method"] == "peer"],
                   estimation=[row for row in rows if row["method"] == "estimate"],
                   scaling=scaling_exponents(rows), skipped=skipped)
     report["plots"] = write_plots(report, args.out)

@@ -16,6 +16,7 @@ hundred):
   terms of the quick case (16 x 8 x 4 ~ 500): at worst ~6e-5; 1e-3.
 """
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -64,7 +65,7 @@ def test_every_method_ran(quick_run):
 def test_outputs_have_every_key(quick_run):
     report, out, stdout = quick_run
     assert {"mode", "sizes", "groups", "wall_s", "environment", "results", "estimation",
-            "scaling", "skipped", "plots"} <= set(report)
+            "peer", "scaling", "skipped", "plots"} <= set(report)
     for row in report["results"]:
         assert ENVIRONMENT | TIMING | {"key", "method", "n", "r", "n_params"} <= set(row)
         assert row["runs"] == len(row["times_s"]) >= 1
@@ -87,3 +88,16 @@ def test_accuracy_checks_agree(quick_run):
             assert row["max_rel_err"] < TOLERANCE[row["method"]], row
         else:  # loglik, grad-analytic, hessian-jacfwd at float64 are their own reference
             assert row["is_reference"] and row["max_abs_err"] == 0.0, row
+
+
+def test_the_peer_ran_or_the_report_says_why(quick_run):
+    report, _, stdout = quick_run
+    if importlib.util.find_spec("biogeme") is None:
+        assert report["peer"] == []
+        assert any(s["group"] == "peer" and "Biogeme is not installed" in s["reason"]
+                   for s in report["skipped"]), report["skipped"]
+        assert "Biogeme is not installed" in stdout
+    else:
+        assert not [r for r in report["peer"] if "error" in r]
+        assert sorted(r["package"].split()[0] for r in report["peer"]) == ["biogeme", "jaxiclv"]
+        assert "## Peer: Biogeme" in stdout
