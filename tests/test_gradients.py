@@ -750,6 +750,28 @@ def test_binary_probit_utilities_far_in_the_tail():
     assert np.all(np.abs(ad_grad - grad)[finite] <= gradient_tolerance(grad, scores, 1e-8)[finite])
 
 
+@pytest.mark.parametrize("scenario", ["one-hot draw weights", "utilities at 35"])
+def test_structured_hessian_at_extreme_points(scenario):
+    """The structured Hessian (per-draw scores, compressed directions) against autodiff's
+    ``jax.hessian`` where the draw weights are one-hot (sigma = 1e-2, see below: the centred
+    outer products vanish and the second-derivative term is all) and where probit utilities
+    reach +-38 (the kernel's far-tail branch)."""
+    if scenario == "one-hot draw weights":
+        values, edit = {f"{y}.log_sigma": math.log(1e-2) for y in ("y1", "y2", "y3")}, None
+    else:
+        values = {"beta.x1": 35.0, "beta.x2": 0.3, "asc": 0.2, "theta.a": 0.01,
+                  "theta.b": -0.02, "kappa.x1.b": 0.001}
+        edit = _large_utilities
+    problems, theta, _, _, _ = _extreme_case(NORMAL_PROBIT, values, edit or (lambda df: df))
+    an = problems["analytic"]
+    plain = jax.jit(jax.hessian(lambda t: jic.simulated_loglik(an.space.unflatten(t), an.data,
+                                                               an.draws)))
+    expected, got = np.asarray(plain(theta)), np.asarray(an.hessian(theta, "structured"))
+    assert np.all(np.isfinite(got))
+    # sums of N R terms two ways in float64 (see _hessians)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+
+
 def _draw_logliks(model, problem):
     """``log L_ir`` ``(N, R)``, from the one-draw log-likelihood."""
     per_draw = jax.vmap(model.draw_loglik, in_axes=(None, 0))
