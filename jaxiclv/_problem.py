@@ -162,8 +162,11 @@ class Problem:
         return _scores(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size)
 
     def hessian(self, theta, method: str = "structured", batch_size: int = 16):
-        """The unsymmetrised Hessian (see :func:`jaxiclv.hessian` for the methods); pass it
-        through :func:`jaxiclv.symmetrize` before use."""
+        """The unsymmetrised Hessian by ``method``: ``"structured"`` (exact, from per-draw
+        scores and compressed directions: :mod:`jaxiclv._structured_hessian`; it uses the
+        hand-derived pullbacks whatever ``gradient`` is), or ``"jacfwd"``, ``"fd-forward"``,
+        ``"fd-central"`` of the selected gradient (:func:`jaxiclv.hessian`). Pass it through
+        :func:`jaxiclv.symmetrize` before use."""
         return _hessian(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size,
                         method, batch_size)
 
