@@ -52,9 +52,10 @@ class AbstractMeasurement(eqx.Module):
     """A block of indicators explained by some latent variables.
 
     ``indicators`` are the data columns it reads, ``latent`` the latent variables it uses, in
-    the order that ``loglik`` expects them. Every parameter array has one row per indicator,
-    and indicator ``k``'s log-likelihood depends on row ``k`` only (the structured Hessian
-    relies on it: :meth:`ICLV.interaction_groups`).
+    the order that ``loglik`` expects them. If every parameter array has one row per
+    indicator, indicator ``k``'s log-likelihood must depend on row ``k`` only: the structured
+    Hessian relies on it (:meth:`ICLV.interaction_groups`). A block with a parameter shared by
+    its indicators (an array of another shape) is handled without that assumption.
     """
 
     indicators: eqx.AbstractVar[tuple[str, ...]]

@@ -135,16 +135,20 @@ class ICLV(eqx.Module):
         ``d^2 log L_ir / da db = 0`` for parameters ``a``, ``b`` in different groups. Structural
         parameters (group ``None``) enter every term; the parameters of indicator ``k`` (row
         ``k`` of every parameter array of its measurement block) form one group, and the
-        choice model's parameters another."""
+        choice model's parameters another. A block with a parameter array that is not one row
+        per indicator (a parameter shared by its indicators) is not split: its parameters
+        are given group ``None``, which is always correct, only slower."""
         groups = dict.fromkeys(labelled_values(self.latent))
         for block in self.measurement:
-            for label in jax.tree.leaves(block.labels()):
-                label = np.asarray(label, dtype=str)
-                if label.ndim == 0 or label.shape[0] != len(block.indicators):
-                    raise TypeError(f"{type(block).__name__}: every parameter array of a "
-                                    "measurement block must have one row per indicator")
-                groups.update({name: f"indicator {item}" for item, row in
-                               zip(block.indicators, label) for name in row.ravel() if name})
+            labels = [np.asarray(label, dtype=str) for label in jax.tree.leaves(block.labels())]
+            per_indicator = all(label.ndim > 0 and label.shape[0] == len(block.indicators)
+                                for label in labels)
+            for label in labels:
+                if per_indicator:
+                    groups.update({name: f"indicator {item}" for item, row in
+                                   zip(block.indicators, label) for name in row.ravel() if name})
+                else:
+                    groups.update(dict.fromkeys(name for name in label.ravel() if name))
         if self.choice is not None:
             groups.update(dict.fromkeys(labelled_values(self.choice), "choice"))
         return groups

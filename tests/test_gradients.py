@@ -632,6 +632,72 @@ def test_structured_hessian_without_choice_with_fixed_parameters():
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
 
 
+class SharedScaleNormal(jic.AbstractMeasurement):
+    """A user-defined block: normal indicators of one latent variable with one standard
+    deviation shared by all of them (a scalar parameter, not one row per indicator)."""
+
+    alpha: jax.Array
+    zeta: jax.Array
+    log_sigma: jax.Array
+    indicators: tuple[str, ...] = eqx.field(static=True)
+    latent: tuple[str, ...] = eqx.field(static=True)
+
+    def __init__(self, lv, items):
+        self.indicators, self.latent = tuple(items), (lv,)
+        self.alpha = jnp.zeros(len(items))
+        self.zeta = jnp.ones((len(items), 1))
+        self.log_sigma = jnp.zeros(())
+
+    def terms(self, values, lv):
+        z = (values - self.alpha - self.zeta @ lv) * jnp.exp(-self.log_sigma)  # (K,)
+        return jnp.sum(-0.5 * z * z - self.log_sigma - 0.5 * math.log(2 * math.pi)), z
+
+    def loglik_vjp(self, values, lv):
+        loglik, z = jax.vmap(self.terms, in_axes=(None, 0))(values, lv)  # (R,), (R, K)
+
+        def vjp(w):
+            d_mean = w[:, None] * z * jnp.exp(-self.log_sigma)  # (R, K)
+            grads = eqx.tree_at(lambda b: (b.alpha, b.zeta, b.log_sigma), self,
+                                (d_mean.sum(0), d_mean.T @ lv, jnp.sum(w[:, None] * (z * z - 1))))
+            return grads, d_mean @ self.zeta
+        return loglik, vjp
+
+    def sample(self, rng, lv):
+        mean = np.asarray(self.alpha) + lv @ np.asarray(self.zeta).T
+        return mean + np.exp(float(self.log_sigma)) * rng.standard_normal(mean.shape)
+
+    def check_data(self, values, ids):
+        pass
+
+    def labels(self):
+        items, lv = self.indicators, self.latent[0]
+        return eqx.tree_at(lambda b: (b.alpha, b.zeta, b.log_sigma), self, (
+            np.array([f"{i}.alpha" for i in items], dtype=object),
+            np.array([[f"{i}.zeta.{lv}"] for i in items], dtype=object),
+            np.array("shared.log_sigma", dtype=object)))
+
+
+def test_structured_hessian_with_a_shared_parameter_block():
+    """A block whose parameters are not one row per indicator is not split into indicator
+    groups (its parameters get their own directions), and the Hessian stays exact."""
+    model = jic.ICLV(jic.Structural({"a": ["z1"]}),
+                     [SharedScaleNormal("a", ["y1", "y2", "y3"]),
+                      jic.OrderedProbit({"a": ["q1", "q2"]}, levels=3)],
+                     jic.BinaryProbit(attributes=["x1"], latent=["a"]))
+    groups = model.interaction_groups()
+    assert groups["shared.log_sigma"] is None and groups["y2.alpha"] is None
+    assert groups["q2.tau1"] == "indicator q2" and groups["beta.x1"] == "choice"
+    rng = np.random.default_rng(4)
+    model = with_random_values(model, rng)
+    problem = jic.Problem(model, simulated_panel(model, 6, 2, 4), draws=jic.Halton(4))
+    plain = jax.jit(jax.hessian(lambda t: jic.simulated_loglik(
+        problem.space.unflatten(t), problem.data, problem.draws)))
+    theta = jnp.asarray(random_values(problem.space.names, model.latent.names, rng))
+    expected, got = np.asarray(plain(theta)), np.asarray(problem.hessian(theta, "structured"))
+    # sums of N R terms two ways in float64 (see _hessians)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+
+
 def test_compressed_directions_recover_a_sparse_hessian_exactly():
     """Colouring and read-back on a random symmetric matrix with the interaction pattern of
     ICLV.interaction_groups: structural parameters (None) dense, others only within groups."""
