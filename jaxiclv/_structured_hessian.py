@@ -10,13 +10,15 @@ The first term is one matrix product of the weighted, centred scores, ``(N R, P)
 themselves, block by block of individuals. The second is sparse: ``l_ir`` is a sum of one term
 per indicator and one choice term, joined only through the latent variables, so its second
 derivative in two parameters of different groups is zero (:meth:`ICLV.interaction_groups`).
-It is the Jacobian of ``G(theta) = sum_ir w_ir s_ir(theta)`` with the weights held fixed,
-computed by forward mode over the hand-derived pullbacks along compressed directions
-(Curtis, Powell and Reid 1974): one direction per structural parameter, and one per position
-within a group, shared by all groups (every indicator's first threshold together, and so on).
-A product ``J_G v`` along a shared direction sums columns that touch disjoint groups' rows, so
-each entry is read back exactly; rows of structural parameters come from their own columns by
-symmetry. At the bundled reference model that is 26 directions instead of 219.
+It is read back from products ``H v`` along compressed directions (Curtis, Powell and Reid
+1974): one direction per structural parameter, and one per position within a group, shared by
+all groups (every indicator's first threshold together, and so on). ``H v`` is forward mode
+over the hand-derived gradient (what ``jacfwd`` does along each of the P basis vectors), less
+the first term times ``v``; along a shared direction it sums columns that touch disjoint
+groups' rows, so each entry is read back exactly, and rows of structural parameters come from
+their own columns by symmetry. At the bundled reference model that is 29 directions instead
+of 219. The subtraction costs about ``eps`` times the largest column sum of ``|H|``: agreement
+with ``jacfwd`` is ~1e-14 relative at the reference model.
 """
 
 from __future__ import annotations
@@ -87,8 +89,9 @@ def structured_hessian(space, theta, data, draws, chunk_size: int | None = None,
         return space.flatten(loglik_and_grad(space.unflatten(t), data, draws, chunk_size)[1])
 
     outer = sum_over_chunks(outer_products, (data, draws), chunk_size)
-    # J_G v = H v - (outer term) v: the full Hessian along the compressed directions, less the
-    # outer-product term (forward mode over the whole hand-derived gradient is faster on CPU
-    # than over G with its weights held fixed)
-    compressed = directional_derivatives(gradient, theta, directions, batch_size) - directions @ outer
+    # the second term along the compressed directions: H v less the first term's v (forward
+    # mode over the whole gradient measured faster on CPU than over sum_r w_r s_r with the
+    # weights held fixed)
+    along = directional_derivatives(gradient, theta, directions, batch_size)  # (C, P)
+    compressed = along - directions @ outer
     return outer + _recover(compressed, groups, colors)
