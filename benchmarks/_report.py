@@ -100,6 +100,11 @@ def _note(row: dict) -> str:
     return "; ".join(p for p in parts if p)
 
 
+def _failed_row(label, error: str, n_columns: int) -> str:
+    """A table row for a case that failed: its label, the error, empty cells after."""
+    return f"| {label} | **failed**: {error} |" + " |" * (n_columns - 2)
+
+
 def write_markdown(report: dict, path: Path) -> str:
     env = report["environment"]
     lines = [
@@ -145,8 +150,7 @@ def write_markdown(report: dict, path: Path) -> str:
                   "| Hessians (s) | scores (s) | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
         for row in report["estimation"]:
             if row.get("error"):
-                lines.append(f"| {row.get('optimizer')} | | | | **failed**: {row['error']} "
-                             f"| | | | | |")
+                lines.append(_failed_row(row.get("optimizer"), row["error"], 10))
                 continue
             lines.append(
                 f"| {row['optimizer']} | {row['n_params']} | {row['wall_s']:.1f} "
@@ -167,8 +171,7 @@ def write_markdown(report: dict, path: Path) -> str:
                   "|---|---|---|---|---|---|---|---|"]
         for row in report["peer"]:
             if row.get("error"):
-                lines.append(f"| {row.get('package', '?')} | **failed**: {row['error']} "
-                             f"| | | | | | |")
+                lines.append(_failed_row(row.get("package", "?"), row["error"], 8))
                 continue
             spread = (f" (sd {row['ll_truth_sd']:.3f})" if row.get("ll_truth_sd") is not None
                       else "")
