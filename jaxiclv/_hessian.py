@@ -13,7 +13,10 @@
   ``h_p = eps^(1/3) max(|theta_p|, 1)``: error about ``eps^(2/3) ~ 4e-11`` relative.
 
 The perturbed gradients are evaluated in batched, vmapped calls (``jax.lax.map`` with
-``batch_size``), never a Python loop. Each step is made exactly representable
+``batch_size``), never a Python loop. A batch of directions multiplies the working set of the
+gradient by ``batch_size``, so the gradient inside it runs over blocks of
+:func:`chunk_size_for_directions` individuals: as many (individual, direction) pairs at a time
+as a gradient block has individuals. Each step is made exactly representable
 (``h = (theta + h) - theta``). Finite-difference Hessians are symmetrised and their asymmetry
 before symmetrising is reported; an exact (``structured``, ``jacfwd``) Hessian whose asymmetry
 exceeds rounding is an error, never silently symmetrised.
@@ -29,7 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-__all__ = ["HESSIANS", "EXACT_HESSIANS", "hessian", "directional_derivatives", "symmetrize",
+__all__ = ["HESSIANS", "EXACT_HESSIANS", "hessian", "directional_derivatives",
+           "chunk_size_for_directions", "symmetrize",
            "HessianAsymmetryError", "HessianComparison",
            "compare_hessians"]
 
@@ -52,13 +56,22 @@ def finite_difference_steps(theta, power):
     return (theta + raw) - theta
 
 
-def directional_derivatives(f, theta: jax.Array, tangents: jax.Array, batch_size: int = 16):
+def chunk_size_for_directions(chunk_size: int | None, batch_size: int) -> int | None:
+    """Individuals per block for a gradient evaluated along ``batch_size`` directions (or at
+    ``batch_size`` perturbed points) at once: ``chunk_size // batch_size``, at least 1, so that
+    a block holds as many per-draw terms as a gradient block; ``None`` (one pass) stays ``None``.
+    Measured at the reference size (328 x 100, 219 parameters, 2-core CPU): the jacfwd Hessian
+    took 4.7 s with 32 directions over blocks of 40 individuals, 2.4 s over blocks of 1."""
+    return None if chunk_size is None else max(1, chunk_size // batch_size)
+
+
+def directional_derivatives(f, theta: jax.Array, tangents: jax.Array, batch_size: int = 32):
     """``J_f(theta) v`` for every row ``v`` of ``tangents`` ``(C, P)``: forward mode, ``batch_size``
     directions at a time (memory of ``batch_size`` evaluations of ``f``, not ``C``)."""
     return jax.lax.map(lambda v: jax.jvp(f, (theta,), (v,))[1], tangents, batch_size=batch_size)
 
 
-def hessian(gradient, theta: jax.Array, method: str = "jacfwd", batch_size: int = 16) -> jax.Array:
+def hessian(gradient, theta: jax.Array, method: str = "jacfwd", batch_size: int = 32) -> jax.Array:
     """The (unsymmetrised) Hessian of the function whose gradient is ``gradient(theta)``.
     (``"structured"`` needs the model itself: :meth:`Problem.hessian`.)"""
     if method == "jacfwd":

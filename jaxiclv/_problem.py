@@ -27,7 +27,13 @@ import pandas as pd
 from ._data import Panel
 from ._draws import Halton, make_draws
 from ._gradients import loglik_and_grad_per_individual, simulated_loglik_analytic
-from ._hessian import HESSIANS, compare_hessians, finite_difference_steps, hessian
+from ._hessian import (
+    HESSIANS,
+    chunk_size_for_directions,
+    compare_hessians,
+    finite_difference_steps,
+    hessian,
+)
 from ._likelihood import individual_loglik, simulated_loglik
 from ._parameters import ParameterSpace
 from ._structured_hessian import structured_hessian
@@ -38,7 +44,8 @@ GRADIENTS = ("analytic", "autodiff", "finite-difference")
 
 # On CPU, blocks of about 40 individuals keep the per-draw arrays in cache: measured at the
 # reference size (328 x 100 x 219, 2 cores) the analytic gradient took 45 ms in blocks of 41
-# against 73 ms in one pass, and the jacfwd Hessian 8 s against 22 s.
+# against 73 ms in one pass. Hessians push several directions through at once, over smaller
+# blocks (jaxiclv._hessian.chunk_size_for_directions).
 CPU_CHUNK_SIZE = 40
 
 
@@ -108,7 +115,8 @@ def _hessian(space, theta, data, draws, gradient, chunk_size, method, batch_size
     if method == "structured":  # exact, from the hand-derived pullbacks whatever the gradient
         return structured_hessian(space, theta, data, draws, chunk_size, batch_size)
     gradient_of = jax.grad(objective, argnums=1)
-    return hessian(lambda t: gradient_of(space, t, data, draws, gradient, chunk_size), theta,
+    block = chunk_size_for_directions(chunk_size, batch_size)
+    return hessian(lambda t: gradient_of(space, t, data, draws, gradient, block), theta,
                    method, batch_size)
 
 
@@ -161,16 +169,18 @@ class Problem:
     def scores(self, theta):
         return _scores(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size)
 
-    def hessian(self, theta, method: str = "structured", batch_size: int = 16):
+    def hessian(self, theta, method: str = "structured", batch_size: int = 32):
         """The unsymmetrised Hessian by ``method``: ``"structured"`` (exact, from per-draw
         scores and compressed directions: :mod:`jaxiclv._structured_hessian`; it uses the
         hand-derived pullbacks whatever ``gradient`` is), or ``"jacfwd"``, ``"fd-forward"``,
-        ``"fd-central"`` of the selected gradient (:func:`jaxiclv.hessian`). Pass it through
-        :func:`jaxiclv.symmetrize` before use."""
+        ``"fd-central"`` of the selected gradient (:func:`jaxiclv.hessian`). ``batch_size``
+        directions (or perturbed points) go through at a time, over blocks of
+        ``chunk_size // batch_size`` individuals. Pass it through :func:`jaxiclv.symmetrize`
+        before use."""
         return _hessian(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size,
                         method, batch_size)
 
-    def compare_hessians(self, theta, methods=HESSIANS, batch_size: int = 16):
+    def compare_hessians(self, theta, methods=HESSIANS, batch_size: int = 32):
         """A :class:`HessianComparison` of the Hessian methods at ``theta``."""
         blocks = self.space.template.parameter_blocks()
         return compare_hessians(lambda method: self.hessian(theta, method, batch_size),

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._gradients import draw_logliks_and_pullback, loglik_and_grad
-from ._hessian import directional_derivatives
+from ._hessian import chunk_size_for_directions, directional_derivatives
 from ._likelihood import sum_over_chunks
 
 __all__ = ["structured_hessian", "compressed_directions"]
@@ -63,9 +63,10 @@ def _recover(compressed, groups: Sequence[Hashable | None], colors: np.ndarray):
 
 
 def structured_hessian(space, theta, data, draws, chunk_size: int | None = None,
-                       batch_size: int = 16):
+                       batch_size: int = 32):
     """The exact Hessian of the simulated log-likelihood at ``theta`` (free parameters of
-    ``space``): ``chunk_size`` individuals and ``batch_size`` directions at a time."""
+    ``space``): per-draw scores of ``chunk_size`` individuals at a time, and ``batch_size``
+    directions at a time (over blocks of :func:`chunk_size_for_directions` individuals)."""
     names_groups = space.template.interaction_groups()
     groups = [names_groups[name] for name in space.names]
     colors, n_colors = compressed_directions(groups)
@@ -85,8 +86,10 @@ def structured_hessian(space, theta, data, draws, chunk_size: int | None = None,
         centred = jnp.sqrt(weights)[:, :, None] * (scores - mean[:, None, :])  # (n, R, P)
         return jnp.einsum("nrp,nrq->pq", centred, centred)
 
+    block = chunk_size_for_directions(chunk_size, batch_size)
+
     def gradient(t):
-        return space.flatten(loglik_and_grad(space.unflatten(t), data, draws, chunk_size)[1])
+        return space.flatten(loglik_and_grad(space.unflatten(t), data, draws, block)[1])
 
     outer = sum_over_chunks(outer_products, (data, draws), chunk_size)
     # the second term along the compressed directions: H v less the first term's v (forward

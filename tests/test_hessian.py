@@ -11,6 +11,7 @@ from scipy import special, stats
 
 import jaxiclv as jic
 from jaxiclv import _example as ex
+from jaxiclv._hessian import EXACT_HESSIANS, chunk_size_for_directions
 
 EPS = np.finfo(np.float64).eps
 # Relative (to max |H|) error bounds implied by the step rules: forward differences have
@@ -87,6 +88,33 @@ def test_every_method_matches_the_closed_form(case, method):
         got = jic.symmetrize(problem.hessian(theta, method), method).matrix
         np.testing.assert_allclose(got, expected, rtol=0,
                                    atol=BOUND[method] * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("method", jic.HESSIANS)
+def test_blocks_of_individuals_and_directions_leave_the_hessian_unchanged(method):
+    """150 individuals in blocks of 16, 4 directions at a time: the directions run over
+    blocks of 16 // 4 = 4 individuals (37 blocks and a remainder of 2; 7 parameters, so the
+    directions leave a remainder too). Same closed form, and for the exact methods the same
+    matrix as one pass up to summation order."""
+    problem, sim = _regression_problem()
+    blocked = jic.Problem(problem.space.template, sim.panel, jic.PseudoRandom(2),
+                          fixed=["y1.zeta.a", "y2.zeta.a"], chunk_size=16)
+    whole = jic.Problem(problem.space.template, sim.panel, jic.PseudoRandom(2),
+                        fixed=["y1.zeta.a", "y2.zeta.a"], chunk_size=None)
+    theta = problem.theta0 + 0.1
+    got = np.asarray(blocked.hessian(theta, method, batch_size=4))
+    expected = _regression_hessian(problem, sim, np.asarray(theta))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=BOUND[method] * np.abs(expected).max())
+    if method in EXACT_HESSIANS:
+        np.testing.assert_allclose(got, whole.hessian(theta, method, batch_size=4), rtol=0,
+                                   atol=1e-13 * np.abs(expected).max())
+
+
+def test_chunk_size_for_directions():
+    assert chunk_size_for_directions(None, 32) is None
+    assert chunk_size_for_directions(40, 32) == 1
+    assert chunk_size_for_directions(40, 16) == 2
+    assert chunk_size_for_directions(3, 32) == 1
 
 
 def test_gradient_methods_give_the_same_hessian():
