@@ -29,9 +29,9 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _SQRT_HALF = math.sqrt(0.5)
 _TAIL = -25.0  # Phi(-25) ~ 3e-138: below this the asymptotic branch
 # erfcx(u) ~ (1 / (u sqrt(pi))) sum_k c_k / (2 u^2)^k with c_k = (-1)^k (2k - 1)!!; at
-# u >= 25 / sqrt(2) the terms fall below 1e-18 relative by k = 9 (the series' smallest term is
-# near k = u^2, far beyond).
-_ERFCX_SERIES = tuple((-1) ** k * math.prod(range(1, 2 * k, 2)) for k in range(11))
+# u >= 25 / sqrt(2) the terms fall below 1e-18 relative by k = 9, so the sum stops at k = 8
+# (the series' smallest term is near k = u^2, far beyond).
+_ERFCX_SERIES = tuple((-1) ** k * math.prod(range(1, 2 * k, 2)) for k in range(9))
 
 
 def log1mexp(x):
@@ -51,11 +51,12 @@ def normal_logpdf(y, mean, log_sigma):
 
 def _erfcx_asymptotic(u):
     """``erfcx(u) = exp(u^2) erfc(u)`` for ``u >= 30 / sqrt 2``."""
-    r = 1.0 / (2.0 * u * u)
+    inverse = 1.0 / u  # the one division
+    r = 0.5 * inverse * inverse
     series = _ERFCX_SERIES[-1]
     for c in reversed(_ERFCX_SERIES[:-1]):
         series = c + r * series
-    return series / (u * math.sqrt(math.pi))
+    return series * inverse * (1.0 / math.sqrt(math.pi))
 
 
 @jax.custom_jvp
