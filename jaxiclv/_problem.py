@@ -115,7 +115,7 @@ def _hessian(space, theta, data, draws, gradient, chunk_size, method, batch_size
     if method == "structured":  # exact, from the hand-derived pullbacks whatever the gradient
         return structured_hessian(space, theta, data, draws, chunk_size, batch_size)
     gradient_of = jax.grad(objective, argnums=1)
-    block = chunk_size_for_directions(chunk_size, batch_size)
+    block = chunk_size_for_directions(chunk_size, min(batch_size, theta.shape[0]))
     return hessian(lambda t: gradient_of(space, t, data, draws, gradient, block), theta,
                    method, batch_size)
 
@@ -175,7 +175,7 @@ class Problem:
         hand-derived pullbacks whatever ``gradient`` is), or ``"jacfwd"``, ``"fd-forward"``,
         ``"fd-central"`` of the selected gradient (:func:`jaxiclv.hessian`). ``batch_size``
         directions (or perturbed points) go through at a time, over blocks of
-        ``chunk_size // batch_size`` individuals. Pass it through :func:`jaxiclv.symmetrize`
+        ``chunk_size // batch_size`` individuals (fewer directions in flight, larger blocks). Pass it through :func:`jaxiclv.symmetrize`
         before use."""
         return _hessian(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size,
                         method, batch_size)

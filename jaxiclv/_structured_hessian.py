@@ -86,7 +86,7 @@ def structured_hessian(space, theta, data, draws, chunk_size: int | None = None,
         centred = jnp.sqrt(weights)[:, :, None] * (scores - mean[:, None, :])  # (n, R, P)
         return jnp.einsum("nrp,nrq->pq", centred, centred)
 
-    block = chunk_size_for_directions(chunk_size, batch_size)
+    block = chunk_size_for_directions(chunk_size, min(batch_size, n_colors))
 
     def gradient(t):
         return space.flatten(loglik_and_grad(space.unflatten(t), data, draws, block)[1])
