@@ -5,6 +5,8 @@ A choice model pairs a *utility* (any Equinox module mapping one task's attribut
 probit or the multinomial logit. :class:`LinearUtility` is the built-in utility; a user-written
 utility in jax.numpy with the same call signature replaces it. The panel likelihood of an
 individual is the product over their tasks, taken as a sum of logs over the unpadded tasks.
+Per-draw arrays keep the draws on their last axis (utilities ``(T, J, R)``), as in the
+measurement models.
 """
 
 from __future__ import annotations
@@ -59,15 +61,15 @@ class LinearUtility(eqx.Module):
     def __call__(self, x: Float[Array, "J A"], lv: Float[Array, " L"]) -> Float[Array, " J"]:
         return self.asc + x @ (self.beta + self.kappa @ lv) + self.theta @ lv
 
-    def vjp(self, x: Float[Array, "T J A"], lv: Float[Array, "R L"], d_utility: Float[Array, "R T J"]):
-        """Hand-derived pullback of ``V_rtj`` over draws and tasks: ``(d params, d LV (R, L))``
+    def vjp(self, x: Float[Array, "T J A"], lv: Float[Array, "L R"], d_utility: Float[Array, "T J R"]):
+        """Hand-derived pullback of ``V_tjr`` over tasks and draws: ``(d params, d LV (L, R))``
         for the cotangent ``d_utility`` of the utilities."""
-        by_draw = d_utility.sum(axis=1)  # (R, J)
-        by_task = d_utility.sum(axis=0)  # (T, J)
-        d_x = jnp.einsum("rtj,tja->ra", d_utility, x)  # (R, A): sum_tj dV_rtj x_tja
+        by_draw = d_utility.sum(axis=0)  # (J, R)
+        by_task = d_utility.sum(axis=2)  # (T, J)
+        d_x = jnp.einsum("tjr,tja->ar", d_utility, x)  # (A, R): sum_tj dV_tjr x_tja
         grads = replace_fields(self, asc=by_task.sum(0), beta=jnp.einsum("tj,tja->a", by_task, x),
-                               theta=by_draw.T @ lv, kappa=d_x.T @ lv)
-        return grads, by_draw @ self.theta + d_x @ self.kappa
+                               theta=by_draw @ lv.T, kappa=d_x @ lv.T)
+        return grads, self.theta.T @ by_draw + self.kappa.T @ d_x
 
     def labels(self):
         single = len(self.alternatives) == 1
@@ -116,42 +118,44 @@ class AbstractChoice(eqx.Module):
         return len(self.utility.alternatives)
 
     @abc.abstractmethod
-    def log_prob(self, utility: Float[Array, "T J"], choice: Int[Array, " T"],
-                 available: Bool[Array, "T J"]) -> Float[Array, " T"]:
-        """``log P(choice_t)`` for each task."""
+    def log_prob(self, utility: Float[Array, "T J R"], choice: Int[Array, " T"],
+                 available: Bool[Array, "T J"]) -> Float[Array, "T R"]:
+        """``log P(choice_t)`` for each task at each draw."""
 
     @abc.abstractmethod
-    def dlogp(self, utility: Float[Array, "T J"], choice: Int[Array, " T"],
-              available: Bool[Array, "T J"], log_prob: Float[Array, " T"]) -> Float[Array, "T J"]:
-        """``d log P(choice_t) / d V_tj``, hand-derived."""
+    def dlogp(self, utility: Float[Array, "T J R"], choice: Int[Array, " T"],
+              available: Bool[Array, "T J"], log_prob: Float[Array, "T R"]) -> Float[Array, "T J R"]:
+        """``d log P(choice_t) / d V_tj`` at each draw, hand-derived."""
 
     @abc.abstractmethod
     def sample_choice(self, rng: np.random.Generator, utility: np.ndarray,
                       available: np.ndarray) -> np.ndarray:
         """Choices ``(N, T)`` (indices) simulated from utilities ``(N, T, J)``."""
 
-    def task_utilities(self, x: Float[Array, "T J A"], lv: Float[Array, " L"]) -> Float[Array, "T J"]:
-        return jax.vmap(self.utility, in_axes=(0, None))(x, lv)
+    def task_utilities(self, x: Float[Array, "T J A"], lv: Float[Array, "L R"]) -> Float[Array, "T J R"]:
+        """The utility (one task, one draw) over tasks and draws."""
+        at_draw = lambda lv_r: jax.vmap(self.utility, in_axes=(0, None))(x, lv_r)  # (T, J)
+        return jax.vmap(at_draw, in_axes=1, out_axes=-1)(lv)
 
     def terms(self, x, choice, available, task_mask, lv):
-        """``(sum_t log P(choice_t | LV), (V, log P))`` over the observed (unpadded) tasks."""
-        utility = self.task_utilities(x, lv)  # (T, J)
-        log_p = self.log_prob(utility, choice, available)  # (T,)
-        return jnp.sum(jnp.where(task_mask, log_p, 0.0)), (utility, log_p)
+        """``(sum_t log P(choice_t | LV_r)`` ``(R,)``, ``(V, log P))`` over the observed
+        (unpadded) tasks."""
+        utility = self.task_utilities(x, lv)  # (T, J, R)
+        log_p = self.log_prob(utility, choice, available)  # (T, R)
+        return jnp.sum(jnp.where(task_mask[:, None], log_p, 0.0), axis=0), (utility, log_p)
 
-    def loglik(self, x, choice, available, task_mask, lv) -> Float[Array, ""]:
-        """``sum_t log P(choice_t | LV)`` over the individual's observed (unpadded) tasks."""
+    def loglik(self, x, choice, available, task_mask, lv) -> Float[Array, " R"]:
+        """``sum_t log P(choice_t | LV_r)`` over the individual's observed (unpadded) tasks, at
+        each of ``R`` draws ``lv`` ``(L, R)``."""
         return self.terms(x, choice, available, task_mask, lv)[0]
 
-    def loglik_vjp(self, x, choice, available, task_mask, lv: Float[Array, "R L"]):
+    def loglik_vjp(self, x, choice, available, task_mask, lv: Float[Array, "L R"]):
         """Per-draw log-likelihoods ``(R,)`` and their hand-derived pullback ``vjp(w)``."""
-        loglik, (utility, log_p) = jax.vmap(self.terms, in_axes=(None, None, None, None, 0))(
-            x, choice, available, task_mask, lv)  # (R,), (R, T, J), (R, T)
+        loglik, (utility, log_p) = self.terms(x, choice, available, task_mask, lv)
 
         def vjp(w):
-            d_utility = jax.vmap(self.dlogp, in_axes=(0, None, None, 0))(
-                utility, choice, available, log_p)  # (R, T, J)
-            weight = w[:, None, None] * task_mask[None, :, None]
+            d_utility = self.dlogp(utility, choice, available, log_p)  # (T, J, R)
+            weight = w[None, None, :] * task_mask[:, None, None]
             d_utility_params, d_lv = self.utility.vjp(x, lv, weight * d_utility)
             return replace_fields(self, utility=d_utility_params), d_lv
         return loglik, vjp
@@ -182,10 +186,10 @@ class BinaryProbit(AbstractChoice):
             kappa_in=_interaction_mask(attributes, latent, interactions))
 
     def log_prob(self, utility, choice, available):
-        return binary_probit_log_prob(utility[..., 0], choice)
+        return binary_probit_log_prob(utility[:, 0], choice[:, None])
 
     def dlogp(self, utility, choice, available, log_prob):
-        return binary_probit_dlogp(utility[..., 0], choice, log_prob)[..., None]
+        return binary_probit_dlogp(utility[:, 0], choice[:, None], log_prob)[:, None]
 
     def sample_choice(self, rng, utility, available):
         return (utility[..., 0] + rng.standard_normal(utility.shape[:-1]) > 0).astype(np.int32)
@@ -220,11 +224,11 @@ class MultinomialLogit(AbstractChoice):
             theta_in=[[a in latent[lv] for lv in latent] for a in alternatives],
             kappa_in=_interaction_mask(attributes, tuple(latent), interactions))
 
-    def log_prob(self, utility, choice, available):
-        return multinomial_logit_log_prob(utility, choice, available)
+    def log_prob(self, utility, choice, available):  # alternatives on axis 1, draws last
+        return multinomial_logit_log_prob(utility, choice[:, None], available[:, :, None], axis=1)
 
     def dlogp(self, utility, choice, available, log_prob):
-        return multinomial_logit_dlogp(utility, choice, available)
+        return multinomial_logit_dlogp(utility, choice[:, None], available[:, :, None], axis=1)
 
     def sample_choice(self, rng, utility, available):
         noisy = np.where(available, utility + rng.gumbel(size=utility.shape), -np.inf)

@@ -42,8 +42,8 @@ __all__ = ["draw_logliks_and_pullback", "individual_loglik_and_grad",
 def draw_logliks_and_pullback(model, x: PanelArrays, eta: Float[Array, "R D"]):
     """``log L_ir`` ``(R,)`` for one individual and the hand-derived pullback: ``pullback(w)``
     with ``w`` ``(R,)`` returns ``sum_r w_r d log L_ir / d model``, a model-shaped pytree."""
-    lv, latent_vjp = model.latent.latent_vjp(model.covariates_of(x), eta)  # (R, L)
-    parts = [(index, *component.loglik_vjp(*inputs, lv[:, index]))
+    lv, latent_vjp = model.latent.latent_vjp(model.covariates_of(x), eta)  # (L, R)
+    parts = [(index, *component.loglik_vjp(*inputs, lv[index]))
              for component, inputs, index in model.components(x)]
     log_l = sum(loglik for _, loglik, _ in parts)  # (R,)
 
@@ -53,7 +53,7 @@ def draw_logliks_and_pullback(model, x: PanelArrays, eta: Float[Array, "R D"]):
         for index, _, vjp in parts:
             grads, d_lv_component = vjp(weights)
             component_grads.append(grads)
-            d_lv = d_lv.at[:, index].add(d_lv_component)
+            d_lv = d_lv.at[index].add(d_lv_component)
         n_blocks = len(model.measurement)
         return replace_fields(
             model, latent=latent_vjp(d_lv), measurement=tuple(component_grads[:n_blocks]),

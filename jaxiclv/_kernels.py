@@ -160,14 +160,17 @@ def binary_probit_dlogp(utility, chosen, log_prob):
     return sign * jnp.exp(_log_density("probit", utility) - log_prob)
 
 
-def multinomial_logit_log_prob(utility, chosen, available):
-    """``V_chosen - log sum_{j available} exp(V_j)`` over the last axis of ``utility``."""
-    utility_chosen = jnp.take_along_axis(utility, chosen[..., None], axis=-1)[..., 0]
-    return utility_chosen - logsumexp(utility, axis=-1, where=available)
+def multinomial_logit_log_prob(utility, chosen, available, axis: int = -1):
+    """``V_chosen - log sum_{j available} exp(V_j)`` over the alternatives' ``axis`` of
+    ``utility``; ``chosen`` has (or broadcasts to) the shape of ``utility`` without that axis,
+    ``available`` broadcasts to ``utility``."""
+    is_chosen = jax.nn.one_hot(chosen, utility.shape[axis], dtype=bool, axis=axis)
+    utility_chosen = jnp.sum(jnp.where(is_chosen, utility, 0.0), axis=axis)
+    return utility_chosen - logsumexp(utility, axis=axis, where=available)
 
 
-def multinomial_logit_dlogp(utility, chosen, available):
+def multinomial_logit_dlogp(utility, chosen, available, axis: int = -1):
     """``d log P(chosen) / dV_j = [j = chosen] - P_j``; unavailable alternatives get 0."""
-    log_denominator = logsumexp(utility, axis=-1, where=available, keepdims=True)
+    log_denominator = logsumexp(utility, axis=axis, where=available, keepdims=True)
     probability = jnp.where(available, jnp.exp(utility - log_denominator), 0.0)
-    return jax.nn.one_hot(chosen, utility.shape[-1], dtype=utility.dtype) - probability
+    return jax.nn.one_hot(chosen, utility.shape[axis], dtype=utility.dtype, axis=axis) - probability

@@ -114,28 +114,33 @@ class Structural(eqx.Module):
         return np.array([[m in ps for m in self.names] for ps in self.parents],
                         dtype=bool).reshape(self.n_latent, self.n_latent)
 
-    def latent_vjp(self, covariates: Float[Array, " C"], eta: Float[Array, "R L"]):
-        """The latent variables ``(R, L)`` at ``R`` draws and their hand-derived pullback.
+    def at_draws(self, covariates: Float[Array, " C"], eta: Float[Array, "R L"]) -> Float[Array, "L R"]:
+        """The latent variables of one individual at ``R`` draws, draws last ``(L, R)``."""
+        return jax.vmap(self, in_axes=(None, 0), out_axes=1)(covariates, eta)
 
-        ``vjp(g)`` takes ``g_rl = d loglik / d LV_rl`` (direct effects, already weighted by
-        draw) and returns the parameter gradients. With ``G_l`` the total effect of LV ``l``'s
+    def latent_vjp(self, covariates: Float[Array, " C"], eta: Float[Array, "R L"]):
+        """The latent variables ``(L, R)`` at ``R`` draws and their hand-derived pullback.
+
+        ``vjp(g)`` takes ``g_lr = d loglik / d LV_lr`` ``(L, R)`` (direct effects, already
+        weighted by draw) and returns the parameter gradients. With ``G_l`` the total effect of LV ``l``'s
         own equation, accumulated in reverse topological order
         ``G_l = g_l + sum_{c: l -> c} b[c, l] G_c``:
         ``d/d gamma[l, c] = sum_r G_rl z_c``, ``d/d b[l, m] = sum_r G_rl LV_rm``,
         ``d/d log sigma_l = sum_r G_rl sigma_l eta_rl``.
         """
-        lv = jax.vmap(self, in_axes=(None, 0))(covariates, eta)  # (R, L)
+        lv = self.at_draws(covariates, eta)  # (L, R)
 
         def vjp(g):
-            total = [g[:, l] for l in range(self.n_latent)]
+            total = [g[l] for l in range(self.n_latent)]
             for l in reversed(self.order):
                 for parent in self.parents[l]:
                     m = self.names.index(parent)
                     total[m] = total[m] + self.b[l, m] * total[l]
-            total = jnp.stack(total, axis=1)  # (R, L)
+            total = jnp.stack(total)  # (L, R)
             return replace_fields(
-                self, gamma=jnp.outer(total.sum(0), covariates), b=jnp.where(self._path_mask(), total.T @ lv, 0.0),
-                log_sigma=jnp.sum(total * eta, axis=0) * jnp.exp(self.log_sigma))
+                self, gamma=jnp.outer(total.sum(1), covariates),
+                b=jnp.where(self._path_mask(), total @ lv.T, 0.0),
+                log_sigma=jnp.sum(total * eta.T, axis=1) * jnp.exp(self.log_sigma))
         return lv, vjp
 
     def labels(self) -> "Structural":

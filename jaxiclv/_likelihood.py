@@ -1,8 +1,8 @@
 """The simulated log-likelihood, written once.
 
-``LL = sum_i log( (1/R) sum_r exp(log L_ir) )``: :meth:`ICLV.draw_loglik` gives ``log L_ir``
-for one individual and one draw; here it is vmapped over the draws, averaged in log space
-(``logsumexp - log R``), and mapped over individuals, either all at once (``chunk_size=None``)
+``LL = sum_i log( (1/R) sum_r exp(log L_ir) )``: :meth:`ICLV.draw_logliks` gives ``log L_ir``
+for one individual at its draws; here it is averaged over the draws in log space
+(``logsumexp - log R``) and mapped over individuals, either all at once (``chunk_size=None``)
 or ``chunk_size`` individuals at a time (``jax.lax.map``, checkpointed), which bounds memory
 at ``O(chunk_size * R)`` per-draw terms, also under ``jax.grad``, and keeps the working set in
 cache.
@@ -56,7 +56,7 @@ def sum_over_chunks(f, xs, chunk_size: int | None):
 
 def individual_loglik(model, x: PanelArrays, eta: Float[Array, "R D"]) -> Float[Array, ""]:
     """``log((1/R) sum_r L_ir)`` for one individual."""
-    log_l = jax.vmap(model.draw_loglik, in_axes=(None, 0))(x, eta)  # (R,)
+    log_l = model.draw_logliks(x, eta)  # (R,)
     return logsumexp(log_l) - jnp.log(eta.shape[0])
 
 

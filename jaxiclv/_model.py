@@ -1,8 +1,10 @@
 """The ICLV model: a structural model, measurement blocks and a choice model.
 
 ``log L_ir = sum_blocks log f(indicators_i | LV_ir) + sum_t log P(choice_it | LV_ir)`` with
-``LV_ir = structural(covariates_i, eta_ir)``: :meth:`ICLV.draw_loglik` is that one function,
-for one individual and one draw; :mod:`jaxiclv._likelihood` maps it over draws and individuals.
+``LV_ir = structural(covariates_i, eta_ir)``: :meth:`ICLV.draw_logliks` is that one function,
+for one individual at its draws (the structural model and the utilities are written for one
+draw and vmapped; the draws are the last axis of every per-draw array);
+:mod:`jaxiclv._likelihood` maps it over individuals.
 """
 
 from __future__ import annotations
@@ -76,10 +78,11 @@ class ICLV(eqx.Module):
     def covariates_of(self, x: PanelArrays):
         return x.covariates[x.covariate_columns(self.latent.covariates)]
 
-    def draw_loglik(self, x: PanelArrays, eta: Float[Array, " D"]) -> Float[Array, ""]:
-        """``log L_ir``: the log-likelihood of one individual's data ``x`` at one draw ``eta``."""
-        lv = self.latent(self.covariates_of(x), eta)  # (L,)
-        total = jnp.zeros((), dtype=eta.dtype)
+    def draw_logliks(self, x: PanelArrays, eta: Float[Array, "R D"]) -> Float[Array, " R"]:
+        """``log L_ir``: the log-likelihood of one individual's data ``x`` at each of the
+        draws ``eta``."""
+        lv = self.latent.at_draws(self.covariates_of(x), eta)  # (L, R)
+        total = jnp.zeros(eta.shape[:1], dtype=eta.dtype)
         for component, inputs, index in self.components(x):
             total = total + component.loglik(*inputs, lv[index])
         return total

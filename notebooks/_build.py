@@ -147,7 +147,8 @@ print(f"{covered:.0%} of the 95% intervals contain the true value")'''),
            "`LV_ir = structural(covariates_i, eta_ir)`, and the draw's likelihood `L_ir` "
            "weighs how well it explains that person's answers and choices. The posterior mean "
            "is `E[LV_i | data_i] = sum_r w_ir LV_ir` with `w_ir = L_ir / sum_r L_ir`. "
-           "We compute it with `jax.vmap` over `model.draw_loglik` and `model.latent`, on a "
+           "We compute it with `model.draw_logliks` and `model.latent.at_draws` (every draw of "
+           "one person at once, the draws on the last axis), vmapped over people, on a "
            "simulated data set whose true latent variables are known (in QUICK mode, the "
            "estimation data themselves)."),
         code('''\
@@ -161,11 +162,11 @@ data = sim.panel.arrays
 @eqx.filter_jit
 def posterior_means(model, data, eta):
     def one_person(x, eta_i):                                      # eta_i: (R, D)
-        log_l = jax.vmap(model.draw_loglik, in_axes=(None, 0))(x, eta_i)           # (R,)
-        lv = jax.vmap(model.latent, in_axes=(None, 0))(model.covariates_of(x), eta_i)  # (R, L)
+        log_l = model.draw_logliks(x, eta_i)                                  # (R,)
+        lv = model.latent.at_draws(model.covariates_of(x), eta_i)             # (L, R)
         w = jax.nn.softmax(log_l)                                  # L_ir / sum_r L_ir
         prior = model.latent(model.covariates_of(x), jnp.zeros(eta_i.shape[1]))  # eta = 0
-        return w @ lv, prior
+        return lv @ w, prior
     return jax.vmap(one_person)(data, eta)
 
 

@@ -4,7 +4,7 @@ What is compared, and why the tolerances are what they are (all float64, from co
 ``jax_numpy_rank_promotion="raise"``):
 
 1. Components. Every ``loglik_vjp`` pullback (and ``Structural.latent_vjp``) against
-   ``jax.vjp`` of the vmapped one-draw ``loglik``, with random cotangent weights, at five
+   ``jax.vjp`` of the per-draw ``loglik`` (draws last), with random cotangent weights, at five
    random parameter points (every element of every parameter array random). Both sides
    evaluate the same float64 closed forms of O(1) inputs and differ only in the order of the
    chain rule and of the sums over draws, tasks and indicators (tens of terms), so they agree
@@ -225,7 +225,7 @@ R_COMPONENT = 7
 def _measurement_pullbacks(block, values, lv, w):
     loglik, vjp = block.loglik_vjp(values, lv)
     grads, d_lv = vjp(w)
-    per_draw = lambda m, l: jax.vmap(m.loglik, in_axes=(None, 0))(values, l)
+    per_draw = lambda m, l: m.loglik(values, l)
     ref_loglik, pullback = jax.vjp(per_draw, block, lv)
     ref_grads, ref_d_lv = pullback(w)
     return (loglik, grads, d_lv), (ref_loglik, ref_grads, ref_d_lv)
@@ -235,8 +235,7 @@ def _measurement_pullbacks(block, values, lv, w):
 def _choice_pullbacks(choice, x, chosen, available, task_mask, lv, w):
     loglik, vjp = choice.loglik_vjp(x, chosen, available, task_mask, lv)
     grads, d_lv = vjp(w)
-    per_draw = lambda m, l: jax.vmap(m.loglik, in_axes=(None, None, None, None, 0))(
-        x, chosen, available, task_mask, l)
+    per_draw = lambda m, l: m.loglik(x, chosen, available, task_mask, l)
     ref_loglik, pullback = jax.vjp(per_draw, choice, lv)
     ref_grads, ref_d_lv = pullback(w)
     return (loglik, grads, d_lv), (ref_loglik, ref_grads, ref_d_lv)
@@ -246,7 +245,8 @@ def _choice_pullbacks(choice, x, chosen, available, task_mask, lv, w):
 def _structural_pullbacks(structural, z, eta, g):
     lv, vjp = structural.latent_vjp(z, eta)
     grads = vjp(g)
-    ref_lv, pullback = jax.vjp(lambda s: jax.vmap(s, in_axes=(None, 0))(z, eta), structural)
+    ref_lv, pullback = jax.vjp(lambda s: jax.vmap(s, in_axes=(None, 0), out_axes=1)(z, eta),
+                               structural)
     (ref_grads,) = pullback(g)
     return (lv, grads), (ref_lv, ref_grads)
 
@@ -279,7 +279,7 @@ def test_measurement_pullback_matches_autodiff(name):
             values = rng.normal(size=n_items) * 2.0
         else:  # every level, both open ends included, over the points
             values = ((np.arange(n_items) + point) % block.levels + 1).astype(np.float64)
-        lv = rng.normal(size=(R_COMPONENT, n_lv))
+        lv = rng.normal(size=(n_lv, R_COMPONENT))  # draws last
         w = rng.normal(size=R_COMPONENT)
         got, want = _measurement_pullbacks(block, jnp.asarray(values), jnp.asarray(lv),
                                            jnp.asarray(w))
@@ -319,7 +319,7 @@ def test_choice_pullback_matches_autodiff(name):
     for point in range(N_POINTS):
         choice = randomize(choice, rng)
         inputs = _task_inputs(rng, 5, n_alt, n_attr, binary)
-        lv = rng.normal(size=(R_COMPONENT, n_lv))
+        lv = rng.normal(size=(n_lv, R_COMPONENT))  # draws last
         w = rng.normal(size=R_COMPONENT)
         got, want = _choice_pullbacks(choice, *map(jnp.asarray, inputs), jnp.asarray(lv),
                                       jnp.asarray(w))
@@ -345,7 +345,7 @@ def test_structural_pullback_matches_autodiff():
         structural = randomize(structural, rng)
         z = rng.normal(size=n_cov)
         eta = rng.normal(size=(R_COMPONENT, n_lv))
-        g = rng.normal(size=(R_COMPONENT, n_lv))
+        g = rng.normal(size=(n_lv, R_COMPONENT))  # d loglik / d LV, draws last
         (lv, grads), (ref_lv, ref_grads) = _structural_pullbacks(
             structural, jnp.asarray(z), jnp.asarray(eta), jnp.asarray(g))
         np.testing.assert_allclose(lv, ref_lv, rtol=1e-13, atol=0)
@@ -361,7 +361,7 @@ def test_structural_pullback_is_zero_for_paths_not_in_the_model():
     should be ``dLL/d model`` for every leaf, as ``jax.grad`` of ``simulated_loglik`` is."""
     rng = np.random.default_rng(12)
     structural = randomize(_chain_structural(), rng)
-    z, eta, g = rng.normal(size=3), rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    z, eta, g = rng.normal(size=3), rng.normal(size=(4, 3)), rng.normal(size=(3, 4))
     (_, grads), (_, ref_grads) = _structural_pullbacks(structural, jnp.asarray(z),
                                                        jnp.asarray(eta), jnp.asarray(g))
     not_a_path = np.asarray(structural.labels().b, dtype=str) == ""
@@ -649,17 +649,17 @@ class SharedScaleNormal(jic.AbstractMeasurement):
         self.log_sigma = jnp.zeros(())
 
     def terms(self, values, lv):
-        z = (values - self.alpha - self.zeta @ lv) * jnp.exp(-self.log_sigma)  # (K,)
-        return jnp.sum(-0.5 * z * z - self.log_sigma - 0.5 * math.log(2 * math.pi)), z
+        z = ((values - self.alpha)[:, None] - self.zeta @ lv) * jnp.exp(-self.log_sigma)  # (K, R)
+        return jnp.sum(-0.5 * z * z - self.log_sigma - 0.5 * math.log(2 * math.pi), axis=0), z
 
     def loglik_vjp(self, values, lv):
-        loglik, z = jax.vmap(self.terms, in_axes=(None, 0))(values, lv)  # (R,), (R, K)
+        loglik, z = self.terms(values, lv)  # (R,), (K, R)
 
         def vjp(w):
-            d_mean = w[:, None] * z * jnp.exp(-self.log_sigma)  # (R, K)
+            d_mean = w[None, :] * z * jnp.exp(-self.log_sigma)  # (K, R)
             grads = eqx.tree_at(lambda b: (b.alpha, b.zeta, b.log_sigma), self,
-                                (d_mean.sum(0), d_mean.T @ lv, jnp.sum(w[:, None] * (z * z - 1))))
-            return grads, d_mean @ self.zeta
+                                (d_mean.sum(1), d_mean @ lv.T, jnp.sum(w[None, :] * (z * z - 1))))
+            return grads, self.zeta.T @ d_mean
         return loglik, vjp
 
     def sample(self, rng, lv):
@@ -839,9 +839,8 @@ def test_structured_hessian_at_extreme_points(scenario):
 
 
 def _draw_logliks(model, problem):
-    """``log L_ir`` ``(N, R)``, from the one-draw log-likelihood."""
-    per_draw = jax.vmap(model.draw_loglik, in_axes=(None, 0))
-    return np.asarray(jax.jit(jax.vmap(per_draw))(problem.data, problem.draws))
+    """``log L_ir`` ``(N, R)``."""
+    return np.asarray(jax.jit(jax.vmap(model.draw_logliks))(problem.data, problem.draws))
 
 
 @pytest.mark.parametrize("sigma", [1e-4, 1e-2, 1e4])
@@ -1008,16 +1007,16 @@ def test_ordered_block_with_thresholds_1e6_apart_against_quadrature(name, centre
                         (jnp.asarray(zeta), jnp.full(n_items, centre),
                          jnp.asarray(log_dtau)))
     values = np.array([(2.0, 3.0, 1.0, float(block.levels))[k % 4] for k in range(n_items)])
-    lv = rng.integers(-8, 9, size=(R_COMPONENT, n_lv)) / 8.0
+    lv = rng.integers(-8, 9, size=(R_COMPONENT, n_lv)) / 8.0  # (R, L) here, draws last below
     w = rng.normal(size=R_COMPONENT)
     (_, grads, d_lv), (_, ref_grads, ref_d_lv) = _measurement_pullbacks(
-        block, jnp.asarray(values), jnp.asarray(lv), jnp.asarray(w))
+        block, jnp.asarray(values), jnp.asarray(lv.T), jnp.asarray(w))
     reference, scale = _ordered_reference(block, values, lv, w)
     assert scale["tau1"].max() > 1e5  # the scenario does reach the cancelling sums
     for what, got in (("analytic", (grads, d_lv)), ("autodiff", (ref_grads, ref_d_lv))):
         g, dl = got
         for field, value in (("tau1", g.tau1), ("log_dtau", g.log_dtau), ("zeta", g.zeta),
-                             ("lv", dl)):
+                             ("lv", np.asarray(dl).T)):
             value, expected = np.asarray(value), reference[field]
             tolerance = 1e-12 * np.abs(expected) + 64.0 * EPS * scale[field]
             assert np.all(np.isfinite(value)), (what, field)

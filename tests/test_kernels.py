@@ -252,6 +252,26 @@ def test_multinomial_logit_batched_and_unavailable_utilities_ignored():
                                                 jnp.asarray(available))), value)
 
 
+def test_multinomial_logit_alternatives_on_a_middle_axis():
+    """The layout the choice model uses: ``(T, J, R)`` with the draws last, ``chosen`` and
+    ``available`` broadcast over the draws; equal to the last-axis kernels draw by draw."""
+    rng = np.random.default_rng(3)
+    utility = rng.normal(size=(5, 4, 7)) * 3  # (T, J, R)
+    value = np.asarray(K.multinomial_logit_log_prob(
+        jnp.asarray(utility), jnp.asarray(MNL_CHOSEN)[:, None], jnp.asarray(MNL_AVAILABLE)[:, :, None],
+        axis=1))
+    slope = np.asarray(K.multinomial_logit_dlogp(
+        jnp.asarray(utility), jnp.asarray(MNL_CHOSEN)[:, None], jnp.asarray(MNL_AVAILABLE)[:, :, None],
+        axis=1))
+    assert value.shape == (5, 7) and slope.shape == (5, 4, 7)
+    for r in range(7):
+        np.testing.assert_allclose(value[:, r], ref_mnl(utility[:, :, r], MNL_CHOSEN, MNL_AVAILABLE),
+                                   rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(slope[:, :, r], np.asarray(K.multinomial_logit_dlogp(
+            jnp.asarray(utility[:, :, r]), jnp.asarray(MNL_CHOSEN), jnp.asarray(MNL_AVAILABLE))),
+            rtol=1e-14, atol=1e-15)
+
+
 def test_normal_logpdf():
     rng = np.random.default_rng(1)
     y = np.concatenate([rng.normal(size=20) * 5, [1e3, -1e3, 0.0]])
