@@ -44,8 +44,8 @@ GRADIENTS = ("analytic", "autodiff", "finite-difference")
 
 # On CPU, blocks of about 40 individuals keep the per-draw arrays in cache: measured at the
 # reference size (328 x 100 x 219, 2 cores) the analytic gradient took 22-30 ms in blocks of
-# 10 to 80 individuals against 53 ms in one pass. Hessians push several directions through at once, over smaller
-# blocks (jaxiclv._hessian.chunk_size_for_directions).
+# 10 to 80 individuals against 53 ms in one pass. Hessians push several directions through at
+# once, over smaller blocks (jaxiclv._hessian.chunk_size_for_directions).
 CPU_CHUNK_SIZE = 40
 
 
