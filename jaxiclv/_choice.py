@@ -61,7 +61,8 @@ class LinearUtility(eqx.Module):
     def __call__(self, x: Float[Array, "J A"], lv: Float[Array, " L"]) -> Float[Array, " J"]:
         return self.asc + x @ (self.beta + self.kappa @ lv) + self.theta @ lv
 
-    def vjp(self, x: Float[Array, "T J A"], lv: Float[Array, "L R"], d_utility: Float[Array, "T J R"]):
+    def vjp(self, x: Float[Array, "T J A"], lv: Float[Array, "L R"],
+            d_utility: Float[Array, "T J R"]):
         """Hand-derived pullback of ``V_tjr`` over tasks and draws: ``(d params, d LV (L, R))``
         for the cotangent ``d_utility`` of the utilities."""
         by_draw = d_utility.sum(axis=0)  # (J, R)
@@ -124,7 +125,8 @@ class AbstractChoice(eqx.Module):
 
     @abc.abstractmethod
     def dlogp(self, utility: Float[Array, "T J R"], choice: Int[Array, " T"],
-              available: Bool[Array, "T J"], log_prob: Float[Array, "T R"]) -> Float[Array, "T J R"]:
+              available: Bool[Array, "T J"],
+              log_prob: Float[Array, "T R"]) -> Float[Array, "T J R"]:
         """``d log P(choice_t) / d V_tj`` at each draw, hand-derived."""
 
     @abc.abstractmethod
@@ -132,7 +134,8 @@ class AbstractChoice(eqx.Module):
                       available: np.ndarray) -> np.ndarray:
         """Choices ``(N, T)`` (indices) simulated from utilities ``(N, T, J)``."""
 
-    def task_utilities(self, x: Float[Array, "T J A"], lv: Float[Array, "L R"]) -> Float[Array, "T J R"]:
+    def task_utilities(self, x: Float[Array, "T J A"],
+                       lv: Float[Array, "L R"]) -> Float[Array, "T J R"]:
         """The utility (one task, one draw) over tasks and draws."""
         at_draw = lambda lv_r: jax.vmap(self.utility, in_axes=(0, None))(x, lv_r)  # (T, J)
         return jax.vmap(at_draw, in_axes=1, out_axes=-1)(lv)

@@ -114,7 +114,8 @@ class Structural(eqx.Module):
         return np.array([[m in ps for m in self.names] for ps in self.parents],
                         dtype=bool).reshape(self.n_latent, self.n_latent)
 
-    def at_draws(self, covariates: Float[Array, " C"], eta: Float[Array, "R L"]) -> Float[Array, "L R"]:
+    def at_draws(self, covariates: Float[Array, " C"],
+                 eta: Float[Array, "R L"]) -> Float[Array, "L R"]:
         """The latent variables of one individual at ``R`` draws, draws last ``(L, R)``."""
         return jax.vmap(self, in_axes=(None, 0), out_axes=1)(covariates, eta)
 
@@ -122,7 +123,8 @@ class Structural(eqx.Module):
         """The latent variables ``(L, R)`` at ``R`` draws and their hand-derived pullback.
 
         ``vjp(g)`` takes ``g_lr = d loglik / d LV_lr`` ``(L, R)`` (direct effects, already
-        weighted by draw) and returns the parameter gradients. With ``G_l`` the total effect of LV ``l``'s
+        weighted by draw) and returns the parameter gradients. With ``G_l`` the total effect of
+        LV ``l``'s
         own equation, accumulated in reverse topological order
         ``G_l = g_l + sum_{c: l -> c} b[c, l] G_c``:
         ``d/d gamma[l, c] = sum_r G_rl z_c``, ``d/d b[l, m] = sum_r G_rl LV_rm``,

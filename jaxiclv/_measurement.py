@@ -57,7 +57,6 @@ class AbstractMeasurement(eqx.Module):
     Hessian relies on it (:meth:`ICLV.interaction_groups`). A block with a parameter shared by
     its indicators (an array of another shape) is handled without that assumption.
 
-
     Per-draw arrays keep the draws on their last axis (``lv`` is ``(L, R)``, per-indicator
     terms ``(K, R)``): contiguous over draws, so that the elementwise kernels vectorise (with a
     few indicators or tasks last, measured 3x slower on CPU).

@@ -4,12 +4,13 @@ What is compared, and why the tolerances are what they are (all float64, from co
 ``jax_numpy_rank_promotion="raise"``):
 
 1. Components. Every ``loglik_vjp`` pullback (and ``Structural.latent_vjp``) against
-   ``jax.vjp`` of the per-draw ``loglik`` (draws last), with random cotangent weights, at five
-   random parameter points (every element of every parameter array random). Both sides
-   evaluate the same float64 closed forms of O(1) inputs and differ only in the order of the
-   chain rule and of the sums over draws, tasks and indicators (tens of terms), so they agree
-   to a few ulp of each leaf's largest element; we require 1e-9 of it, room for any libm,
-   while a wrong term (sign, factor, index) gives errors of 1e-2..1.
+   ``jax.vjp`` of the one-draw ``loglik`` (a column of draws-last LVs) vmapped over the draws,
+   so that the reference cannot share a mistake in the draws axis, with random cotangent
+   weights, at five random parameter points (every element of every parameter array
+   random). Both sides evaluate the same float64 closed forms of O(1) inputs and differ only
+   in the order of the chain rule and of the sums over draws, tasks and indicators (tens of
+   terms), so they agree to a few ulp of each leaf's largest element; we require 1e-9 of it,
+   room for any libm, while a wrong term (sign, factor, index) gives errors of 1e-2..1.
 2. Whole models, through ``Problem(..., gradient=...)``: analytic vs autodiff per element,
    ``|g_an - g_ad| <= 1e-8 (|g_ad| + S)``, with the floor ``S = sum_i |s_i| / N`` from the
    per-individual scores ``s_i``: the gradient is a sum over individuals of terms of size
@@ -225,7 +226,8 @@ R_COMPONENT = 7
 def _measurement_pullbacks(block, values, lv, w):
     loglik, vjp = block.loglik_vjp(values, lv)
     grads, d_lv = vjp(w)
-    per_draw = lambda m, l: m.loglik(values, l)
+    # the reference: one draw at a time, independent of how the block lays out its draws axis
+    per_draw = lambda m, l: jax.vmap(lambda l_r: m.loglik(values, l_r[:, None])[0], in_axes=1)(l)
     ref_loglik, pullback = jax.vjp(per_draw, block, lv)
     ref_grads, ref_d_lv = pullback(w)
     return (loglik, grads, d_lv), (ref_loglik, ref_grads, ref_d_lv)
@@ -235,7 +237,8 @@ def _measurement_pullbacks(block, values, lv, w):
 def _choice_pullbacks(choice, x, chosen, available, task_mask, lv, w):
     loglik, vjp = choice.loglik_vjp(x, chosen, available, task_mask, lv)
     grads, d_lv = vjp(w)
-    per_draw = lambda m, l: m.loglik(x, chosen, available, task_mask, l)
+    per_draw = lambda m, l: jax.vmap(
+        lambda l_r: m.loglik(x, chosen, available, task_mask, l_r[:, None])[0], in_axes=1)(l)
     ref_loglik, pullback = jax.vjp(per_draw, choice, lv)
     ref_grads, ref_d_lv = pullback(w)
     return (loglik, grads, d_lv), (ref_loglik, ref_grads, ref_d_lv)

@@ -257,15 +257,14 @@ def test_multinomial_logit_alternatives_on_a_middle_axis():
     ``available`` broadcast over the draws; equal to the last-axis kernels draw by draw."""
     rng = np.random.default_rng(3)
     utility = rng.normal(size=(5, 4, 7)) * 3  # (T, J, R)
-    value = np.asarray(K.multinomial_logit_log_prob(
-        jnp.asarray(utility), jnp.asarray(MNL_CHOSEN)[:, None], jnp.asarray(MNL_AVAILABLE)[:, :, None],
-        axis=1))
-    slope = np.asarray(K.multinomial_logit_dlogp(
-        jnp.asarray(utility), jnp.asarray(MNL_CHOSEN)[:, None], jnp.asarray(MNL_AVAILABLE)[:, :, None],
-        axis=1))
+    args = (jnp.asarray(utility), jnp.asarray(MNL_CHOSEN)[:, None],
+            jnp.asarray(MNL_AVAILABLE)[:, :, None])
+    value = np.asarray(K.multinomial_logit_log_prob(*args, axis=1))
+    slope = np.asarray(K.multinomial_logit_dlogp(*args, axis=1))
     assert value.shape == (5, 7) and slope.shape == (5, 4, 7)
     for r in range(7):
-        np.testing.assert_allclose(value[:, r], ref_mnl(utility[:, :, r], MNL_CHOSEN, MNL_AVAILABLE),
+        np.testing.assert_allclose(value[:, r],
+                                   ref_mnl(utility[:, :, r], MNL_CHOSEN, MNL_AVAILABLE),
                                    rtol=1e-13, atol=1e-14)
         np.testing.assert_allclose(slope[:, :, r], np.asarray(K.multinomial_logit_dlogp(
             jnp.asarray(utility[:, :, r]), jnp.asarray(MNL_CHOSEN), jnp.asarray(MNL_AVAILABLE))),
