@@ -1,10 +1,14 @@
 """Models, data and problems for one benchmark case.
 
 A case is ``(variant, n, r, dtype)``: the reference ICLV structure with ordered-probit items
-(``"ordinal"``, the bundled reference example) or the same structure with continuous
-``NormalIndicators`` (``"continuous"``), ``n`` individuals, ``r`` Halton draws. Models are
-evaluated at the reference study's true parameter values. Larger samples replicate the base
-data set (328 individuals) with new ids; each individual still gets its own draws.
+(``"ordinal"``, the bundled reference example), the same structure with continuous
+``NormalIndicators`` (``"continuous"``), or with the choice model's utility written by the user
+in jax.numpy with the time coefficient scaled by the endogenous latent variable,
+``beta_time exp(lambda LV)`` (``"nonlinear"``: a :class:`jaxiclv.Utility`, so the probit
+kernel's derivative is hand-derived and the chain rule through the utility is ``jax.vjp``);
+``n`` individuals, ``r`` Halton draws. Models are evaluated at the reference study's true
+parameter values (``lambda = 0.3``). Larger samples replicate the base data set (328
+individuals) with new ids; each individual still gets its own draws.
 
 ``quick`` shrinks the structure (2 latent variables, one explaining the other, with 2 items
 each, 1 attribute: 31 parameters) so that a smoke test compiles in seconds.
@@ -24,7 +28,22 @@ from jaxiclv import _example as ex
 from jaxiclv._problem import resolve_chunk_size
 
 QUICK_STRUCTURE = ({"health": 2}, ("intention", 2), ex.ATTRIBUTES[:1])
-VARIANTS = ("ordinal", "continuous")
+VARIANTS = ("ordinal", "continuous", "nonlinear")
+LAMBDA = 0.3  # the nonlinear variant's true lambda
+
+
+def nonlinear_utility(attributes, latent, scaled, scaling):
+    """``asc + sum_a beta_a x_a + sum_l theta_l LV_l`` with ``beta_scaled`` multiplied by
+    ``exp(lambda LV_scaling)``, under the built-in model's parameter names."""
+    def utility(p, x, lv):
+        total = p["asc"] + sum(p[f"theta.{l}"] * lv[l] for l in latent)
+        for a in attributes:
+            beta = p[f"beta.{a}"] * (jnp.exp(p["lambda"] * lv[scaling]) if a == scaled else 1.0)
+            total = total + beta * x[a]
+        return total
+    start = {"asc": 0.0, "lambda": 0.0, **{f"beta.{a}": 0.0 for a in attributes},
+             **{f"theta.{l}": 0.0 for l in latent}}
+    return jic.Utility(utility, start, attributes=attributes, latent=latent)
 
 
 def build_model(variant: str, quick: bool) -> jic.ICLV:
@@ -34,22 +53,28 @@ def build_model(variant: str, quick: bool) -> jic.ICLV:
     exogenous, (endogenous, count), attributes = (
         QUICK_STRUCTURE if quick else (ex.EXOGENOUS, ex.ENDOGENOUS, ex.ATTRIBUTES))
     items = {lv: ex._items(lv, k) for lv, k in (*exogenous.items(), (endogenous, count))}
-    measurement = (jic.OrderedProbit(items, levels=5) if variant == "ordinal"
-                   else jic.NormalIndicators(items))
+    measurement = (jic.NormalIndicators(items) if variant == "continuous"
+                   else jic.OrderedProbit(items, levels=5))
+    if variant == "nonlinear":
+        scaled = "time" if "time" in attributes else attributes[0]
+        choice = jic.BinaryProbit(utility=nonlinear_utility(list(attributes), list(items),
+                                                            scaled, endogenous))
+    else:
+        choice = jic.BinaryProbit(attributes=attributes, latent=list(items))
     return jic.ICLV(
         latent=jic.Structural({lv: list(ex.COVARIATES) for lv in items},
                               parents={endogenous: list(exogenous)}),
-        measurement=measurement,
-        choice=jic.BinaryProbit(attributes=attributes, latent=list(items)))
+        measurement=measurement, choice=choice)
 
 
 @functools.cache
 def true_model(variant: str, quick: bool) -> jic.ICLV:
     """:func:`build_model` at the reference study's true values, by parameter name (for
     ``"ordinal"`` at full size this is exactly ``reference_truth()``); parameters the reference
-    model lacks (``NormalIndicators``' intercepts and log standard deviations) stay at 0."""
+    model lacks (``NormalIndicators``' intercepts and log standard deviations) stay at 0, and
+    the nonlinear variant's ``lambda`` is :data:`LAMBDA`."""
     truth = ex.reference_truth()
-    values = jic.ParameterSpace.from_model(truth).values(truth)
+    values = {**jic.ParameterSpace.from_model(truth).values(truth), "lambda": LAMBDA}
     model = build_model(variant, quick)
     names = jic.ParameterSpace.from_model(model).values(model)
     return jic.set_values(model, {k: v for k, v in values.items() if k in names})
@@ -57,9 +82,9 @@ def true_model(variant: str, quick: bool) -> jic.ICLV:
 
 @functools.cache
 def base_data(variant: str, quick: bool, n_base: int) -> pd.DataFrame:
-    """The bundled reference data, or data simulated from :func:`true_model` with the
-    reference individuals' covariates."""
-    if variant == "ordinal" and not quick:
+    """The bundled reference data (also for the nonlinear variant, which has the same columns),
+    or data simulated from :func:`true_model` with the reference individuals' covariates."""
+    if variant in ("ordinal", "nonlinear") and not quick:
         return ex.reference_data()
     reference = ex.reference_data()
     covariates = reference.groupby("id")[list(ex.COVARIATES)].first().reset_index(drop=True)
@@ -102,14 +127,14 @@ class Case:
         self.dtype = jnp.dtype(dtype)
         self.chunk_size = chunk_size_for(n, r)
         self.draws = jic.make_draws(jic.Halton(r, seed=0), n, self.model.n_draw_dims)
-        self._problems: dict[str, jic.Problem] = {}
+        self._problems: dict[tuple[str, str], jic.Problem] = {}
 
-    def problem(self, gradient: str = "analytic") -> jic.Problem:
-        if gradient not in self._problems:
-            self._problems[gradient] = jic.Problem(self.model, self.panel, self.draws,
-                                                   chunk_size=self.chunk_size, dtype=self.dtype,
-                                                   gradient=gradient)
-        return self._problems[gradient]
+    def problem(self, gradient: str = "analytic", pullbacks: str = "hand-derived") -> jic.Problem:
+        if (gradient, pullbacks) not in self._problems:
+            self._problems[gradient, pullbacks] = jic.Problem(
+                self.model, self.panel, self.draws, chunk_size=self.chunk_size,
+                dtype=self.dtype, gradient=gradient, pullbacks=pullbacks)
+        return self._problems[gradient, pullbacks]
 
     @property
     def theta(self):

@@ -4,6 +4,9 @@ Each method, given a :class:`~benchmarks._cases.Case`, returns a :class:`Method`
 time, whether its first call compiles, and how to read its result (the value compared with the
 float64 reference, and extra numbers such as a Hessian's asymmetry).
 
+``grad-pullbacks-autodiff`` and ``hessian-structured-pullbacks-autodiff`` are the analytic
+gradient and the structured Hessian with ``Problem(..., pullbacks="autodiff")``: every
+component's pullback by ``jax.vjp`` instead of the hand-derived kernels.
 ``hessian-<method>`` is ``Problem.hessian`` with that method: ``"structured"`` (per-draw
 scores and compressed directions), ``"jacfwd"`` (forward-over-reverse), ``"fd-forward"``
 (``P + 1`` analytic gradients, the perturbed ones batched with ``jax.lax.map``) and
@@ -88,9 +91,9 @@ class Replay:
                           for p in range(calls - 1)])
 
 
-def _gradient(kind: str):
+def _gradient(kind: str, pullbacks: str = "hand-derived"):
     def build(case: Case) -> Method:
-        problem, theta = case.problem(kind), case.theta
+        problem, theta = case.problem(kind, pullbacks), case.theta
         return Method(lambda: problem.loglik_and_grad(theta), value=lambda out: out[1])
     return build
 
@@ -100,9 +103,9 @@ def _loglik(case: Case) -> Method:
     return Method(lambda: problem.loglik(theta))
 
 
-def _hessian(method: str):
+def _hessian(method: str, pullbacks: str = "hand-derived"):
     def build(case: Case) -> Method:
-        problem, theta = case.problem(), case.theta
+        problem, theta = case.problem(pullbacks=pullbacks), case.theta
         return Method(lambda: problem.hessian(theta, method, BATCH_SIZE), **SYMMETRISED)
     return build
 
@@ -132,11 +135,13 @@ def _replay_hessian(case: Case) -> Method:
 METHODS = {
     "loglik": _loglik,
     "grad-analytic": _gradient("analytic"),
+    "grad-pullbacks-autodiff": _gradient("analytic", "autodiff"),
     "grad-autodiff": _gradient("autodiff"),
     "grad-fd": _gradient("finite-difference"),
     "replay-grad": _replay_grad,
     "replay-hessian": _replay_hessian,
     "hessian-structured": _hessian("structured"),
+    "hessian-structured-pullbacks-autodiff": _hessian("structured", "autodiff"),
     "hessian-fd-forward": _hessian("fd-forward"),
     "hessian-fd-central": _hessian("fd-central"),
     "hessian-jacfwd": _hessian("jacfwd"),

@@ -5,6 +5,10 @@ Size groups (``--sizes``, default all):
 - ``reference``: the reference example (ordered-probit items, 328 individuals x 100 Halton
   draws, 219 parameters) with every method, and its continuous-indicator variant with every
   method but the replay;
+- ``nonlinear``: the reference structure with a user-written utility,
+  ``beta_time exp(lambda LV)`` (220 parameters): the log-likelihood, the analytic gradient and
+  the structured Hessian with the hand-derived kernels (and the user's utility by ``jax.vjp``)
+  against every pullback by ``jax.vjp``, autodiff, and jacfwd as the Hessian's reference;
 - ``individuals``: N = 328, 3280, 32,800 at R = 100; ``draws``: R = 100, 500, 2000 at N = 328;
   both with the log-likelihood, the analytic and autodiff gradients, and the replayed gradient
   up to 20x the reference's N x R. The finite-difference gradient, the Hessians and the
@@ -41,7 +45,7 @@ from . import METHOD_NAMES
 from ._report import add_accuracy, scaling_exponents, write_markdown, write_plots
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-GROUPS = ("reference", "individuals", "draws", "dtype", "estimation", "peer")
+GROUPS = ("reference", "nonlinear", "individuals", "draws", "dtype", "estimation", "peer")
 PEER_MISSING = ("Biogeme is not installed in this environment; it needs pandas < 3, so install "
                 "it in its own: pip install -e '.[peer]', then python -m benchmarks --sizes peer")
 REPLAY = ("replay-grad", "replay-hessian")
@@ -52,12 +56,17 @@ MODES = {
         n=328, r=100, individuals=(328, 3280, 32800), draws=(100, 500, 2000),
         repeat=5, budget_s=10.0, max_iter=2000,
         continuous=tuple(m for m in METHOD_NAMES if m not in REPLAY),
+        nonlinear=("loglik", "grad-analytic", "grad-pullbacks-autodiff", "grad-autodiff",
+                   "hessian-structured", "hessian-structured-pullbacks-autodiff",
+                   "hessian-jacfwd"),
         scaling=("loglik", "grad-analytic", "grad-autodiff", "replay-grad"),
         dtype=("loglik", "grad-analytic", "grad-autodiff", "hessian-structured",
                "hessian-jacfwd")),
     "quick": dict(
         n=16, r=8, individuals=(16, 32), draws=(8, 16), repeat=3, budget_s=0.5, max_iter=20,
         continuous=("loglik", "grad-analytic", "grad-autodiff"),
+        nonlinear=("loglik", "grad-analytic", "grad-pullbacks-autodiff",
+                   "hessian-structured-pullbacks-autodiff", "hessian-jacfwd"),
         scaling=("loglik", "grad-analytic"),
         dtype=("loglik", "grad-analytic", "grad-autodiff")),
 }
@@ -84,6 +93,8 @@ def plan(groups, mode: dict) -> tuple[list[dict], list[dict]]:
     if "reference" in groups:
         add("reference", "ordinal", n, r, "float64", METHOD_NAMES)
         add("reference", "continuous", n, r, "float64", mode["continuous"])
+    if "nonlinear" in groups:
+        add("nonlinear", "nonlinear", n, r, "float64", mode["nonlinear"])
     for group, steps in (("individuals", [(k, r) for k in mode["individuals"]]),
                          ("draws", [(n, k) for k in mode["draws"]])):
         if group in groups:

@@ -8,7 +8,9 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from ._choice import AbstractChoice, BinaryProbit, LinearUtility, MultinomialLogit  # noqa: E402
+from ._choice import (AbstractChoice, AbstractUtility, BinaryProbit, LinearUtility,  # noqa: E402
+                      MultinomialLogit, Utility)
+from ._component import AbstractComponent, AbstractEquation, autodiff_vjp  # noqa: E402
 from ._data import DataError, Panel, PanelArrays  # noqa: E402
 from ._draws import MLHS, Halton, PseudoRandom, Sobol, make_draws  # noqa: E402
 from ._estimate import estimate  # noqa: E402
@@ -17,10 +19,12 @@ from ._gradients import (loglik_and_grad, loglik_and_grad_per_individual,  # noq
 from ._problem import GRADIENTS, Problem, check_gradient  # noqa: E402
 from ._hessian import HESSIANS, HessianAsymmetryError, hessian, symmetrize  # noqa: E402
 from ._inference import COVARIANCES, covariance  # noqa: E402
-from ._latent import Structural  # noqa: E402
+from ._latent import AbstractStructural, LatentEquations, Structural  # noqa: E402
 from ._likelihood import individual_loglik, loglik_per_individual, simulated_loglik  # noqa: E402
-from ._measurement import AbstractMeasurement, NormalIndicators, OrderedLogit, OrderedProbit  # noqa: E402
-from ._model import ICLV  # noqa: E402
+from ._measurement import (AbstractIndex, AbstractMeasurement, IndexEquation,  # noqa: E402
+                           LinearIndex, NormalIndicators, OrderedLogit, OrderedMeasurement,
+                           OrderedProbit)
+from ._model import ICLV, PULLBACKS, share  # noqa: E402
 from ._parameters import ParameterSpace, set_values  # noqa: E402
 from ._results import Results, Status  # noqa: E402
 from ._simulate import Simulated, simulate  # noqa: E402
@@ -28,12 +32,15 @@ from ._simulate import Simulated, simulate  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "AbstractChoice", "AbstractMeasurement", "BinaryProbit", "COVARIANCES", "DataError",
-    "GRADIENTS", "HESSIANS", "check_gradient", "Halton", "HessianAsymmetryError", "symmetrize",
-    "ICLV", "loglik_and_grad", "loglik_and_grad_per_individual", "simulated_loglik_analytic",
-    "LinearUtility", "MLHS", "MultinomialLogit", "NormalIndicators", "OrderedLogit",
-    "OrderedProbit", "Panel", "PanelArrays", "ParameterSpace", "Problem", "PseudoRandom",
-    "Results", "Simulated", "Sobol", "Status", "Structural", "covariance", "estimate", "hessian",
-    "individual_loglik", "loglik_per_individual", "make_draws", "set_values", "simulate",
-    "simulated_loglik",
+    "AbstractChoice", "AbstractComponent", "AbstractEquation", "AbstractIndex",
+    "AbstractMeasurement", "AbstractStructural", "AbstractUtility", "BinaryProbit",
+    "COVARIANCES", "DataError", "GRADIENTS", "HESSIANS", "Halton", "HessianAsymmetryError",
+    "ICLV", "IndexEquation", "LatentEquations", "LinearIndex", "LinearUtility", "MLHS",
+    "MultinomialLogit", "NormalIndicators", "OrderedLogit", "OrderedMeasurement",
+    "OrderedProbit", "PULLBACKS", "Panel", "PanelArrays", "ParameterSpace", "Problem",
+    "PseudoRandom", "Results", "Simulated", "Sobol", "Status", "Structural", "Utility",
+    "autodiff_vjp", "check_gradient", "covariance", "estimate", "hessian",
+    "individual_loglik", "loglik_and_grad", "loglik_and_grad_per_individual",
+    "loglik_per_individual", "make_draws", "set_values", "share", "simulate",
+    "simulated_loglik", "simulated_loglik_analytic", "symmetrize",
 ]

@@ -1,18 +1,25 @@
 """Choice models: the probability of the observed choices given the latent variables.
 
-A choice model pairs a *utility* (any Equinox module mapping one task's attributes
-``(J, A)`` and the latent variables ``(L,)`` to utilities ``(J,)``) with a link: the binary
-probit or the multinomial logit. :class:`LinearUtility` is the built-in utility; a user-written
-utility in jax.numpy with the same call signature replaces it. The panel likelihood of an
-individual is the product over their tasks, taken as a sum of logs over the unpadded tasks.
-Per-draw arrays keep the draws on their last axis (utilities ``(T, J, R)``), as in the
-measurement models.
+A choice model pairs a *utility* ``V`` ``(T, J, R)`` of every task, alternative and draw with a
+kernel: the binary probit (``J = 1``: ``V`` is the probit index) or the multinomial logit.
+The utility is :class:`LinearUtility` (hand-derived pullback) or a user-written
+:class:`Utility` in jax.numpy (pullback by ``jax.vjp``); the kernel's derivative with respect
+to the utilities stays hand-derived either way (MNL ``y - P``, the probit's signed Mills
+ratio). ``scale=True`` multiplies the utilities by ``exp(choice.log_scale)``. The panel
+likelihood of an individual is the product over their tasks, taken as a sum of logs over the
+unpadded tasks.
+
+Both are components (:mod:`jaxiclv._component`). The choice model: data ``(attributes
+(T, J, A), choices (T,), availability (T, J), task mask (T,))``, inputs the latent variables it
+uses ``(L, R)``, output ``sum_t log P(choice_t | LV_r)`` ``(R,)``. The utility: data the
+attributes, inputs the latent variables, output ``V``. Per-draw arrays keep the draws on
+their last axis, as in the measurement models.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import equinox as eqx
 import jax
@@ -20,74 +27,181 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from ._component import AbstractComponent, AbstractEquation, Named, _names
 from ._kernels import (binary_probit_dlogp, binary_probit_log_prob, multinomial_logit_dlogp,
                        multinomial_logit_log_prob)
 from ._parameters import replace_fields
 
-__all__ = ["LinearUtility", "AbstractChoice", "BinaryProbit", "MultinomialLogit"]
+__all__ = ["AbstractUtility", "LinearUtility", "Utility", "AbstractChoice", "BinaryProbit",
+           "MultinomialLogit"]
+
+BINARY = ("V",)  # the one "alternative" of a binary model: the utility difference
 
 
-class LinearUtility(eqx.Module):
-    """``V_j = asc_j + sum_a beta_a x_ja + sum_l theta_jl LV_l + sum_a,l kappa_al x_ja LV_l``.
+class AbstractUtility(AbstractComponent):
+    """Utilities ``V`` ``(T, J, R)`` of the ``alternatives`` from the ``attributes``
+    ``(T, J, A)`` and the ``latent`` variables ``(L, R)``."""
 
-    ``beta`` and ``kappa`` are generic (shared by the alternatives); the attributes carry the
-    alternative-specific values. Entries not in the specification are structural zeros.
+    alternatives: eqx.AbstractVar[tuple[str, ...]]
+    attributes: eqx.AbstractVar[tuple[str, ...]]
+    latent: eqx.AbstractVar[tuple[str, ...]]
+
+    def with_alternatives(self, alternatives: tuple[str, ...]) -> "AbstractUtility":
+        """This utility for the choice model's ``alternatives`` (a user utility learns them
+        here)."""
+        if self.alternatives != alternatives:
+            raise ValueError(f"the utility is written for alternatives {self.alternatives}, the "
+                             f"choice model has {alternatives}")
+        return self
+
+
+def _alternative_suffixes(alternatives) -> list[str]:
+    return [""] if tuple(alternatives) == BINARY else [f".{a}" for a in alternatives]
+
+
+class LinearUtility(AbstractUtility):
+    """``V_j = asc_j + sum_a beta[j, a] x_ja + sum_l theta[j, l] LV_l
+    + sum_a,l kappa[a, l] x_ja LV_l``.
+
+    A generic coefficient ``beta.{a}`` is one parameter in every alternative's row (a shared
+    name); an alternative-specific one is ``beta.{a}.{alternative}``. ``kappa`` is generic.
+    Entries not in the specification are structural zeros. The attributes carry the
+    alternatives' own values.
     """
 
     asc: Float[Array, " J"]
-    beta: Float[Array, " A"]
+    beta: Float[Array, "J A"]
     theta: Float[Array, "J L"]
     kappa: Float[Array, "A L"]
     alternatives: tuple[str, ...] = eqx.field(static=True)  # labels of the J utilities
     attributes: tuple[str, ...] = eqx.field(static=True)
     latent: tuple[str, ...] = eqx.field(static=True)
     asc_in: tuple[bool, ...] = eqx.field(static=True)
+    specific_in: tuple[tuple[bool, ...], ...] = eqx.field(static=True)  # (J, A)
     theta_in: tuple[tuple[bool, ...], ...] = eqx.field(static=True)
     kappa_in: tuple[tuple[bool, ...], ...] = eqx.field(static=True)
 
-    def __init__(self, alternatives, attributes, latent, asc_in, theta_in, kappa_in):
+    def __init__(self, alternatives, attributes, latent, asc_in, theta_in, kappa_in,
+                 specific_in=None):
         self.alternatives = tuple(str(a) for a in alternatives)
         self.attributes = tuple(attributes)
         self.latent = tuple(latent)
+        n_alt, n_attr, n_lv = len(self.alternatives), len(self.attributes), len(self.latent)
         self.asc_in = tuple(bool(a) for a in asc_in)
+        self.specific_in = (((False,) * n_attr,) * n_alt if specific_in is None
+                            else tuple(tuple(bool(s) for s in row) for row in specific_in))
         self.theta_in = tuple(tuple(bool(t) for t in row) for row in theta_in)
         self.kappa_in = tuple(tuple(bool(k) for k in row) for row in kappa_in)
-        n_alt, n_attr, n_lv = len(self.alternatives), len(self.attributes), len(self.latent)
         self.asc = jnp.zeros(n_alt)
-        self.beta = jnp.zeros(n_attr)
+        self.beta = jnp.zeros((n_alt, n_attr))
         self.theta = jnp.zeros((n_alt, n_lv))
         self.kappa = jnp.zeros((n_attr, n_lv))
 
-    def __call__(self, x: Float[Array, "J A"], lv: Float[Array, " L"]) -> Float[Array, " J"]:
-        return self.asc + x @ (self.beta + self.kappa @ lv) + self.theta @ lv
+    @property
+    def _interacts(self) -> bool:
+        return any(any(row) for row in self.kappa_in)
 
-    def vjp(self, x: Float[Array, "T J A"], lv: Float[Array, "L R"],
-            d_utility: Float[Array, "T J R"]):
+    def forward(self, x: Float[Array, "T J A"], lv: Float[Array, "L R"]) -> Float[Array, "T J R"]:
+        task = self.asc[None, :] + jnp.einsum("tja,ja->tj", x, self.beta)  # (T, J)
+        utility = task[:, :, None] + (self.theta @ lv)[None]  # (T, J, R)
+        if self._interacts:
+            utility = utility + jnp.einsum("tja,ar->tjr", x, self.kappa @ lv)
+        return utility
+
+    def vjp(self, x: Float[Array, "T J A"], lv: Float[Array, "L R"]):
         """Hand-derived pullback of ``V_tjr`` over tasks and draws: ``(d params, d LV (L, R))``
-        for the cotangent ``d_utility`` of the utilities."""
-        by_draw = d_utility.sum(axis=0)  # (J, R)
-        by_task = d_utility.sum(axis=2)  # (T, J)
-        d_x = jnp.einsum("tjr,tja->ar", d_utility, x)  # (A, R): sum_tj dV_tjr x_tja
-        grads = replace_fields(self, asc=by_task.sum(0), beta=jnp.einsum("tj,tja->a", by_task, x),
-                               theta=by_draw @ lv.T, kappa=d_x @ lv.T)
-        return grads, self.theta.T @ by_draw + self.kappa.T @ d_x
+        for the cotangent ``d_utility`` ``(T, J, R)`` of the utilities."""
+        def pullback(d_utility):
+            by_draw = d_utility.sum(axis=0)  # (J, R)
+            by_task = d_utility.sum(axis=2)  # (T, J)
+            d_lv = self.theta.T @ by_draw
+            d_kappa = jnp.zeros_like(self.kappa)
+            if self._interacts:
+                d_x = jnp.einsum("tjr,tja->ar", d_utility, x)  # (A, R): sum_tj dV_tjr x_tja
+                d_kappa, d_lv = d_x @ lv.T, d_lv + self.kappa.T @ d_x
+            grads = replace_fields(self, asc=by_task.sum(0),
+                                   beta=jnp.einsum("tj,tja->ja", by_task, x),
+                                   theta=by_draw @ lv.T, kappa=d_kappa)
+            return grads, d_lv
+        return self.forward(x, lv), pullback
 
     def labels(self):
-        single = len(self.alternatives) == 1
-        alt = [("" if single else f".{a}") for a in self.alternatives]
+        alt = _alternative_suffixes(self.alternatives)
+        n_alt, n_attr, n_lv = len(alt), len(self.attributes), len(self.latent)
         return replace_fields(
             self,
             asc=np.array([f"asc{s}" if on else "" for s, on in zip(alt, self.asc_in)], dtype=object),
-            beta=np.array([f"beta.{a}" for a in self.attributes], dtype=object),
+            beta=np.array([[f"beta.{a}{s}" if specific else f"beta.{a}"
+                            for a, specific in zip(self.attributes, row)]
+                           for s, row in zip(alt, self.specific_in)], dtype=object
+                          ).reshape(n_alt, n_attr),
             theta=np.array([[f"theta.{lv}{s}" if on else "" for lv, on in zip(self.latent, row)]
                             for s, row in zip(alt, self.theta_in)], dtype=object
-                           ).reshape(len(alt), len(self.latent)),
+                           ).reshape(n_alt, n_lv),
             kappa=np.array([[f"kappa.{a}.{lv}" if on else "" for lv, on in zip(self.latent, row)]
                             for a, row in zip(self.attributes, self.kappa_in)], dtype=object
-                           ).reshape(len(self.attributes), len(self.latent)))
+                           ).reshape(n_attr, n_lv))
 
-    def fixed_labels(self) -> tuple[str, ...]:
-        return ()
+
+class Utility(AbstractUtility, AbstractEquation):
+    """A user-written utility.
+
+    ``fn(p, x, lv)`` gives the utilities of one task at one draw: ``p``, ``x`` and ``lv`` map
+    the declared parameter, attribute and latent-variable names to values (``x[a]`` is the
+    attribute's value in every alternative, ``(J,)``, or a scalar in a binary model; ``lv[l]``
+    a scalar). It returns the utilities ``(J,)`` (an array, a sequence, or a mapping
+    ``{alternative: value}``), or the probit index (one number) in a binary model. For
+    example, a latent attitude scaling the time coefficient, and cost divided by income::
+
+        def utility(p, x, lv):
+            return {"car": p["asc_car"] + p["b_time"] * jnp.exp(p["lambda"] * lv["green"])
+                           * x["time"][0] + p["b_cost"] * x["cost"][0] / x["income"][0],
+                    "bus": p["b_time"] * x["time"][1] + p["b_cost"] * x["cost"][1] / x["income"][1]}
+
+        MultinomialLogit(["car", "bus"], utility=Utility(
+            utility, {"asc_car": 0, "b_time": 0, "lambda": 0, "b_cost": 0},
+            attributes=["time", "cost", "income"], latent=["green"]))
+
+    ``parameters``: ``{name: starting value}``; a name also used by another component is one
+    shared parameter. ``fixed``: names held at their values; ``log_parameters``: names that
+    are logs of positive quantities (reported as ``exp`` on the natural scale).
+    """
+
+    alternatives: tuple[str, ...] = eqx.field(static=True)
+    attributes: tuple[str, ...] = eqx.field(static=True)
+    latent: tuple[str, ...] = eqx.field(static=True)
+
+    def __init__(self, fn: Callable, parameters: Mapping[str, float],
+                 attributes: Sequence[str] = (), latent: Sequence[str] = (),
+                 fixed: Sequence[str] = (), log_parameters: Sequence[str] = (),
+                 alternatives: Sequence | None = None):
+        self._declare(fn, parameters, fixed, "Utility")
+        self.attributes = _names(attributes, "attributes", self.owner)
+        self.latent = _names(latent, "latent variables", self.owner)
+        self.log_parameters = self._declared_logs(log_parameters)
+        self.alternatives = () if alternatives is None else tuple(str(a) for a in alternatives)
+
+    def with_alternatives(self, alternatives):
+        if self.alternatives and self.alternatives != alternatives:
+            return super().with_alternatives(alternatives)
+        return Utility(self.fn, {k: float(v) for k, v in self.parameters.items()},
+                       self.attributes, self.latent, self.fixed, self.log_parameters,
+                       alternatives)
+
+    def forward(self, x: Float[Array, "T J A"], lv: Float[Array, "L R"]) -> Float[Array, "T J R"]:
+        if not self.alternatives:
+            raise ValueError(f"{self.owner} is not part of a choice model (pass it to "
+                             f"BinaryProbit or MultinomialLogit as utility=)")
+        binary = self.alternatives == BINARY
+
+        def at(x_t, lv_r):  # (J, A), (L,) -> (J,)
+            columns = x_t[0] if binary else x_t.T  # (A,) or (A, J)
+            values = Named(dict(zip(self.attributes, columns)), "attribute", self.owner)
+            latent = Named(dict(zip(self.latent, lv_r)), "latent variable", self.owner)
+            out = self.call(None if binary else self.alternatives, lv.dtype, values, latent)
+            return out[None] if binary else out
+        over_tasks = jax.vmap(at, in_axes=(0, None))  # (T, J)
+        return jax.vmap(over_tasks, in_axes=(None, 1), out_axes=-1)(x, lv)
 
 
 def _interaction_mask(attributes, latent, interactions):
@@ -95,16 +209,40 @@ def _interaction_mask(attributes, latent, interactions):
     for attribute, lvs in interactions.items():
         if attribute not in attributes:
             raise ValueError(f"interaction attribute {attribute!r} is not one of {tuple(attributes)}")
-        for lv in lvs:
+        for lv in _names(lvs, f"the interactions of {attribute!r}", "the choice model"):
             if lv not in latent:
                 raise ValueError(f"interaction latent variable {lv!r} is not one of {tuple(latent)}")
     return [[lv in interactions.get(a, ()) for lv in latent] for a in attributes]
 
 
-class AbstractChoice(eqx.Module):
-    """A choice model: a utility and a link. ``latent`` are the latent variables it uses."""
+def _specific_mask(alternatives, attributes, specific):
+    """``(J, A)``: alternative ``j`` has its own coefficient of attribute ``a``; ``specific``
+    is ``[attribute]`` (every alternative) or ``{attribute: [alternatives]}``."""
+    if not isinstance(specific, Mapping):
+        specific = {a: alternatives for a in _names(specific, "alternative_specific",
+                                                    "the choice model")}
+    for attribute, alts in specific.items():
+        if attribute not in attributes:
+            raise ValueError(f"alternative-specific attribute {attribute!r} is not one of "
+                             f"{tuple(attributes)}")
+        for alt in alts:
+            if alt not in alternatives:
+                raise ValueError(f"alternative {alt!r} is not one of {tuple(alternatives)}")
+    return [[alt in specific.get(a, ()) for a in attributes] for alt in alternatives]
 
-    utility: eqx.AbstractVar[eqx.Module]
+
+class AbstractChoice(AbstractComponent):
+    """A choice model: a utility and a kernel. ``latent`` are the latent variables it uses.
+
+    A new kernel implements ``log_prob``; its derivative defaults to ``jax.vjp``
+    (:meth:`log_prob_vjp`), and a hand-derived one can replace it.
+    """
+
+    utility: eqx.AbstractVar[AbstractUtility]
+    log_scale: eqx.AbstractVar[Float[Array, ""]]
+    scaled: eqx.AbstractVar[bool]
+
+    binary = False
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -115,84 +253,123 @@ class AbstractChoice(eqx.Module):
         return self.utility.latent
 
     @property
+    def alternatives(self) -> tuple[str, ...]:
+        return self.utility.alternatives
+
+    @property
     def n_alternatives(self) -> int:
         return len(self.utility.alternatives)
+
+    def data(self, x):
+        """``(attributes (T, J, A), choices (T,), availability (T, J), task mask (T,))`` of one
+        individual's PanelArrays."""
+        return (x.attributes[:, :, x.attribute_columns(self.attributes)], x.choice, x.available,
+                x.task_mask)
 
     @abc.abstractmethod
     def log_prob(self, utility: Float[Array, "T J R"], choice: Int[Array, " T"],
                  available: Bool[Array, "T J"]) -> Float[Array, "T R"]:
         """``log P(choice_t)`` for each task at each draw."""
 
-    @abc.abstractmethod
-    def dlogp(self, utility: Float[Array, "T J R"], choice: Int[Array, " T"],
-              available: Bool[Array, "T J"],
-              log_prob: Float[Array, "T R"]) -> Float[Array, "T J R"]:
-        """``d log P(choice_t) / d V_tj`` at each draw, hand-derived."""
+    def log_prob_vjp(self, utility, choice, available):
+        """``(log_prob, pullback)``: ``pullback(g)`` maps ``g`` ``(T, R)`` to ``d utility``
+        ``(T, J, R)``. Default: ``jax.vjp`` of :meth:`log_prob`."""
+        log_p, pullback = jax.vjp(lambda v: self.log_prob(v, choice, available), utility)
+        return log_p, lambda g: pullback(g)[0]
 
-    @abc.abstractmethod
     def sample_choice(self, rng: np.random.Generator, utility: np.ndarray,
                       available: np.ndarray) -> np.ndarray:
         """Choices ``(N, T)`` (indices) simulated from utilities ``(N, T, J)``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot simulate choices")
 
-    def task_utilities(self, x: Float[Array, "T J A"],
-                       lv: Float[Array, "L R"]) -> Float[Array, "T J R"]:
-        """The utility (one task, one draw) over tasks and draws."""
-        at_draw = lambda lv_r: jax.vmap(self.utility, in_axes=(0, None))(x, lv_r)  # (T, J)
-        return jax.vmap(at_draw, in_axes=1, out_axes=-1)(lv)
+    def utilities(self, x: Float[Array, "T J A"], lv: Float[Array, "L R"]) -> Float[Array, "T J R"]:
+        """The (scaled) utilities of every task at every draw."""
+        utility = self.utility.forward(x, lv)
+        return jnp.exp(self.log_scale) * utility if self.scaled else utility
 
-    def terms(self, x, choice, available, task_mask, lv):
-        """``(sum_t log P(choice_t | LV_r)`` ``(R,)``, ``(V, log P))`` over the observed
-        (unpadded) tasks."""
-        utility = self.task_utilities(x, lv)  # (T, J, R)
-        log_p = self.log_prob(utility, choice, available)  # (T, R)
-        return jnp.sum(jnp.where(task_mask[:, None], log_p, 0.0), axis=0), (utility, log_p)
+    def forward(self, data, lv):
+        x, choice, available, task_mask = data
+        log_p = self.log_prob(self.utilities(x, lv), choice, available)  # (T, R)
+        return jnp.sum(jnp.where(task_mask[:, None], log_p, 0.0), axis=0)
 
-    def loglik(self, x, choice, available, task_mask, lv) -> Float[Array, " R"]:
-        """``sum_t log P(choice_t | LV_r)`` over the individual's observed (unpadded) tasks, at
-        each of ``R`` draws ``lv`` ``(L, R)``."""
-        return self.terms(x, choice, available, task_mask, lv)[0]
+    def vjp(self, data, lv):
+        x, choice, available, task_mask = data
+        utility, utility_pullback = self.utility.vjp(x, lv)  # (T, J, R)
+        scale = jnp.exp(self.log_scale)
+        scaled = scale * utility if self.scaled else utility
+        log_p, kernel_pullback = self.log_prob_vjp(scaled, choice, available)  # (T, R)
 
-    def loglik_vjp(self, x, choice, available, task_mask, lv: Float[Array, "L R"]):
-        """Per-draw log-likelihoods ``(R,)`` and their hand-derived pullback ``vjp(w)``."""
-        loglik, (utility, log_p) = self.terms(x, choice, available, task_mask, lv)
-
-        def vjp(w):
-            d_utility = self.dlogp(utility, choice, available, log_p)  # (T, J, R)
-            weight = w[None, None, :] * task_mask[:, None, None]
-            d_utility_params, d_lv = self.utility.vjp(x, lv, weight * d_utility)
-            return replace_fields(self, utility=d_utility_params), d_lv
-        return loglik, vjp
+        def pullback(w):
+            d_scaled = kernel_pullback(w[None, :] * task_mask[:, None])  # (T, J, R)
+            d_log_scale = jnp.sum(d_scaled * scaled) if self.scaled else jnp.zeros_like(scale)
+            d_utility = scale * d_scaled if self.scaled else d_scaled
+            d_utility_params, d_lv = utility_pullback(d_utility)
+            return replace_fields(self, utility=d_utility_params, log_scale=d_log_scale), d_lv
+        return jnp.sum(jnp.where(task_mask[:, None], log_p, 0.0), axis=0), pullback
 
     def labels(self):
-        return replace_fields(self, utility=self.utility.labels())
+        return replace_fields(self, utility=self.utility.labels(), log_scale=np.array(
+            "choice.log_scale" if self.scaled else "", dtype=object))
 
     def fixed_labels(self) -> tuple[str, ...]:
         return self.utility.fixed_labels()
 
+    def parameter_kinds(self) -> dict[str, str]:
+        return {**self.utility.parameter_kinds(),
+                **({"choice.log_scale": "log"} if self.scaled else {})}
+
+
+def _utility_or_linear(utility, linear: Callable[[], LinearUtility], given: dict,
+                       alternatives: tuple[str, ...], model: str) -> AbstractUtility:
+    if utility is None:
+        return linear()
+    specified = [name for name, value in given.items() if value]
+    if specified:
+        raise TypeError(f"{model}: a user utility writes its own terms; {specified} apply to "
+                        f"the built-in linear utility only")
+    if not isinstance(utility, AbstractUtility):
+        raise TypeError(f"{model}: utility must be a Utility (or another AbstractUtility), got "
+                        f"{type(utility).__name__}")
+    return utility.with_alternatives(alternatives)
+
 
 class BinaryProbit(AbstractChoice):
-    """Binary probit: ``P(y = 1) = Phi(V)`` with a linear utility difference ``V``.
+    """Binary probit: ``P(y = 1) = Phi(V)`` with a linear utility difference ``V`` (or a user's
+    :class:`Utility` returning the probit index).
 
     ``attributes``: attribute columns; ``latent``: latent variables in the utility;
     ``interactions``: ``{attribute: [latent variables]}`` for LV x attribute terms;
-    ``constant``: include a constant.
+    ``constant``: include a constant; ``scale``: multiply ``V`` by ``exp(choice.log_scale)``
+    (identified only when the utility's coefficients are, e.g. shared with another component).
     """
 
-    utility: eqx.Module
+    utility: AbstractUtility
+    log_scale: Float[Array, ""]
+    scaled: bool = eqx.field(static=True)
+
+    binary = True
 
     def __init__(self, attributes: Sequence[str] = (), latent: Sequence[str] = (),
                  interactions: Mapping[str, Sequence[str]] | None = None, constant: bool = True,
-                 utility: eqx.Module | None = None):
-        self.utility = utility if utility is not None else LinearUtility(
-            alternatives=("V",), attributes=attributes, latent=latent, asc_in=(constant,),
-            theta_in=[[True] * len(latent)],
-            kappa_in=_interaction_mask(attributes, latent, interactions))
+                 utility: AbstractUtility | None = None, scale: bool = False):
+        self.utility = _utility_or_linear(
+            utility, lambda: LinearUtility(
+                alternatives=BINARY, attributes=_names(attributes, "attributes", "BinaryProbit"),
+                latent=_names(latent, "latent variables", "BinaryProbit"), asc_in=(constant,),
+                theta_in=[[True] * len(latent)],
+                kappa_in=_interaction_mask(attributes, latent, interactions)),
+            {"attributes": attributes, "latent": latent, "interactions": interactions},
+            BINARY, "BinaryProbit")
+        self.log_scale = jnp.zeros(())
+        self.scaled = bool(scale)
 
     def log_prob(self, utility, choice, available):
         return binary_probit_log_prob(utility[:, 0], choice[:, None])
 
-    def dlogp(self, utility, choice, available, log_prob):
-        return binary_probit_dlogp(utility[:, 0], choice[:, None], log_prob)[:, None]
+    def log_prob_vjp(self, utility, choice, available):
+        log_p = self.log_prob(utility, choice, available)
+        dlogp = binary_probit_dlogp(utility[:, 0], choice[:, None], log_p)  # (T, R)
+        return log_p, lambda g: (g * dlogp)[:, None]
 
     def sample_choice(self, rng, utility, available):
         return (utility[..., 0] + rng.standard_normal(utility.shape[:-1]) > 0).astype(np.int32)
@@ -202,36 +379,61 @@ class MultinomialLogit(AbstractChoice):
     """Multinomial logit over J alternatives with an availability mask.
 
     ``alternatives``: labels of the J alternatives (in the panel's order);
-    ``attributes``: generic attributes (the panel holds their per-alternative values);
+    ``attributes``: attributes (the panel holds their per-alternative values), with a generic
+    coefficient ``beta.{a}`` each, unless listed in ``alternative_specific`` (``[attribute]``
+    for every alternative, or ``{attribute: [alternatives]}``): then ``beta.{a}.{alternative}``;
     ``latent``: ``{latent variable: [alternatives whose utility it enters]}`` (each with its
-    own coefficient; leave one alternative out for identification);
+    own coefficient ``theta.{lv}.{alternative}``; leave one alternative out for
+    identification; :func:`jaxiclv.share` makes two of them one parameter);
     ``interactions``: ``{attribute: [latent variables]}``;
-    ``asc``: alternatives with a constant (default: all but the first, which is the reference).
+    ``asc``: alternatives with a constant (default: all but the first, which is the reference);
+    ``utility``: a user's :class:`Utility` instead of the linear one;
+    ``scale``: multiply the utilities by ``exp(choice.log_scale)``.
     """
 
-    utility: eqx.Module
+    utility: AbstractUtility
+    log_scale: Float[Array, ""]
+    scaled: bool = eqx.field(static=True)
 
     def __init__(self, alternatives: Sequence, attributes: Sequence[str] = (),
                  latent: Mapping[str, Sequence] | None = None,
                  interactions: Mapping[str, Sequence[str]] | None = None,
-                 asc: Sequence | None = None, utility: eqx.Module | None = None):
-        alternatives = tuple(alternatives)
-        latent = dict(latent or {})
-        asc = tuple(alternatives[1:]) if asc is None else tuple(asc)
-        for alt in (*asc, *(a for alts in latent.values() for a in alts)):
-            if alt not in alternatives:
-                raise ValueError(f"alternative {alt!r} is not one of {alternatives}")
-        self.utility = utility if utility is not None else LinearUtility(
-            alternatives=alternatives, attributes=attributes, latent=tuple(latent),
-            asc_in=[a in asc for a in alternatives],
-            theta_in=[[a in latent[lv] for lv in latent] for a in alternatives],
-            kappa_in=_interaction_mask(attributes, tuple(latent), interactions))
+                 asc: Sequence | None = None,
+                 alternative_specific: Sequence[str] | Mapping[str, Sequence] = (),
+                 utility: AbstractUtility | None = None, scale: bool = False):
+        alternatives = _names(alternatives, "alternatives", "MultinomialLogit")
+        if len(alternatives) < 2:
+            raise ValueError(f"a multinomial logit needs at least two alternatives, got {alternatives}")
+
+        def linear():
+            lvs = dict(latent or {})
+            ascs = tuple(alternatives[1:]) if asc is None else _names(asc, "asc", "MultinomialLogit")
+            for alt in (*ascs, *(a for alts in lvs.values() for a in alts)):
+                if alt not in alternatives:
+                    raise ValueError(f"alternative {alt!r} is not one of {alternatives}")
+            names = _names(attributes, "attributes", "MultinomialLogit")
+            return LinearUtility(
+                alternatives=alternatives, attributes=names, latent=tuple(lvs),
+                asc_in=[a in ascs for a in alternatives],
+                theta_in=[[a in lvs[lv] for lv in lvs] for a in alternatives],
+                kappa_in=_interaction_mask(names, tuple(lvs), interactions),
+                specific_in=_specific_mask(alternatives, names, alternative_specific))
+
+        self.utility = _utility_or_linear(
+            utility, linear, {"attributes": attributes, "latent": latent,
+                              "interactions": interactions, "asc": asc,
+                              "alternative_specific": alternative_specific},
+            tuple(str(a) for a in alternatives), "MultinomialLogit")
+        self.log_scale = jnp.zeros(())
+        self.scaled = bool(scale)
 
     def log_prob(self, utility, choice, available):  # alternatives on axis 1, draws last
         return multinomial_logit_log_prob(utility, choice[:, None], available[:, :, None], axis=1)
 
-    def dlogp(self, utility, choice, available, log_prob):
-        return multinomial_logit_dlogp(utility, choice[:, None], available[:, :, None], axis=1)
+    def log_prob_vjp(self, utility, choice, available):
+        log_p = self.log_prob(utility, choice, available)
+        dlogp = multinomial_logit_dlogp(utility, choice[:, None], available[:, :, None], axis=1)
+        return log_p, lambda g: g[:, None, :] * dlogp
 
     def sample_choice(self, rng, utility, available):
         noisy = np.where(available, utility + rng.gumbel(size=utility.shape), -np.inf)

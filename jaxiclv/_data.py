@@ -2,8 +2,8 @@
 
 One row per choice task. Rows are grouped into individuals by the id column; indicators and
 covariates are individual-level and must be constant within an individual. Individuals with
-fewer tasks than the longest panel are padded, and ``task_mask`` removes the padding from the
-likelihood. Every array in :class:`PanelArrays` has the individuals on its leading axis, so the
+fewer tasks than the longest panel are padded with copies of their first task, and
+``task_mask`` removes the padding from the likelihood. Every array in :class:`PanelArrays` has the individuals on its leading axis, so the
 likelihood can be vmapped, chunked or sharded over that axis.
 """
 
@@ -349,13 +349,14 @@ class Panel:
             [_individual_level(df, c, id, "covariate", first_row, group) for c in covariates],
             axis=-1) if covariates else np.zeros((n_individuals, 0))
 
-        # padded dense arrays [N, T_max, ...]; padding is zero and masked out
-        attribute_array = np.zeros((n_individuals, n_tasks, n_alternatives, len(attribute_names)))
-        attribute_array[group, task] = attribute_rows
-        choice_array = np.zeros((n_individuals, n_tasks), dtype=np.int32)
-        choice_array[group, task] = choice_index
-        available_array = np.zeros((n_individuals, n_tasks, n_alternatives), dtype=bool)
-        available_array[group, task] = available_rows
+        # padded dense arrays [N, T_max, ...]: a padded task repeats the individual's first task
+        # (so that any utility finite on the data is finite there, derivatives included) and is
+        # masked out
+        padding = np.repeat(first_row[:, None], n_tasks, axis=1)  # (N, T) rows
+        padding[group, task] = np.arange(len(df))
+        attribute_array = attribute_rows[padding]  # (N, T, J, A)
+        choice_array = choice_index.astype(np.int32)[padding]
+        available_array = available_rows[padding]
         task_mask = np.zeros((n_individuals, n_tasks), dtype=bool)
         task_mask[group, task] = True
 

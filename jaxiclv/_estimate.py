@@ -173,8 +173,9 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
     llf_start = float(problem.loglik(problem.theta0))
     if not np.isfinite(llf_start):
         raise FloatingPointError(
-            f"the log-likelihood at the starting values is {llf_start}: some individual's data "
-            f"have zero probability under the starting values; choose other starting values")
+            f"the log-likelihood at the starting values is {llf_start}: "
+            f"{problem.explain_nonfinite(problem.theta0) or 'its sum over individuals overflows'}"
+            f"; choose other starting values or check the data")
     if optimizer == "lbfgs":
         theta, status, history, iterations = _lbfgs(problem, max_iter, gtol, report, progress_every)
     else:

@@ -1,15 +1,18 @@
 """The ICLV model: a structural model, measurement blocks and a choice model.
 
 ``log L_ir = sum_blocks log f(indicators_i | LV_ir) + sum_t log P(choice_it | LV_ir)`` with
-``LV_ir = structural(covariates_i, eta_ir)``: :meth:`ICLV.draw_logliks` is that one function,
-for one individual at its draws (the structural model and the utilities are written for one
-draw and vmapped; the draws are the last axis of every per-draw array);
-:mod:`jaxiclv._likelihood` maps it over individuals.
+``LV_ir = structural(covariates_i, eta_ir)``. This module is the one place that composes the
+components (:mod:`jaxiclv._component`), forward (:meth:`ICLV.draw_logliks`) and backward
+(:meth:`ICLV.draw_logliks_and_pullback`), for one individual at its draws (the draws are the
+last axis of every per-draw array); :mod:`jaxiclv._likelihood` maps it over individuals.
+
+Parameter names are the components' labels, with the renamings of :func:`share` applied: one
+name in several places is one parameter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import equinox as eqx
 import jax
@@ -17,82 +20,287 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._choice import AbstractChoice, BinaryProbit
+from ._choice import AbstractChoice
+from ._component import KINDS, AbstractComponent, autodiff_vjp, close_matches, labelled_names
 from ._data import DataError, Panel, PanelArrays
-from ._latent import Structural
-from ._measurement import AbstractMeasurement, AbstractOrdered
-from ._parameters import labelled_values, replace_fields
+from ._latent import AbstractStructural
+from ._measurement import AbstractMeasurement
+from ._parameters import ParameterSpace, fixed_names, labelled_values, replace_fields, set_values
 
-__all__ = ["ICLV"]
+__all__ = ["ICLV", "share", "PULLBACKS", "natural_name"]
+
+PULLBACKS = ("hand-derived", "autodiff")
+
+
+def natural_name(name: str) -> str:
+    """The natural-scale name of a log parameter: ``q1.log_sigma -> q1.sigma``,
+    ``log_s -> s``, otherwise ``exp(name)``."""
+    head, _, last = name.rpartition(".")
+    if last.startswith("log_") and len(last) > 4:
+        return f"{head}.{last[4:]}" if head else last[4:]
+    return f"exp({name})"
+
+
+def _component_vjp(pullbacks: str) -> Callable:
+    if pullbacks == "hand-derived":
+        return lambda component, data, inputs: component.vjp(data, inputs)
+    if pullbacks == "autodiff":
+        return autodiff_vjp
+    raise ValueError(f"pullbacks must be one of {PULLBACKS}, got {pullbacks!r}")
 
 
 class ICLV(eqx.Module):
     """An integrated choice and latent variable model.
 
-    ``latent``: the :class:`Structural` model; ``measurement``: one or more measurement blocks;
-    ``choice``: a choice model, or ``None`` for a measurement-only (MIMIC) model.
+    ``latent``: the structural model (:class:`Structural` or :class:`LatentEquations`);
+    ``measurement``: one or more measurement blocks; ``choice``: a choice model, or ``None``
+    for a measurement-only (MIMIC) model.
     """
 
-    latent: Structural
+    latent: AbstractStructural
     measurement: tuple[AbstractMeasurement, ...]
     choice: AbstractChoice | None
+    aliases: tuple[tuple[str, str], ...] = eqx.field(static=True)  # (component's name, shared name)
 
-    def __init__(self, latent: Structural,
+    def __init__(self, latent: AbstractStructural,
                  measurement: AbstractMeasurement | Sequence[AbstractMeasurement] = (),
-                 choice: AbstractChoice | None = None):
+                 choice: AbstractChoice | None = None, aliases: Sequence[tuple[str, str]] = ()):
         if isinstance(measurement, AbstractMeasurement):
             measurement = (measurement,)
+        if not isinstance(latent, AbstractStructural):
+            raise TypeError(f"latent must be a structural model (Structural or LatentEquations), "
+                            f"got {type(latent).__name__}")
+        for block in measurement:
+            if not isinstance(block, AbstractMeasurement):
+                raise TypeError(f"measurement blocks must be measurement models, got "
+                                f"{type(block).__name__}")
+        if choice is not None and not isinstance(choice, AbstractChoice):
+            raise TypeError(f"choice must be a choice model, got {type(choice).__name__}")
         self.latent = latent
         self.measurement = tuple(measurement)
         self.choice = choice
-        used = [(type(c).__name__, lv) for c in (*self.measurement, *([choice] if choice else []))
-                for lv in c.latent]
-        for component, lv in used:
-            if lv not in latent.names:
-                raise ValueError(f"{component} uses latent variable {lv!r}, which the structural "
-                                 f"model does not define; it defines {latent.names}")
+        self.aliases = tuple((str(a), str(b)) for a, b in aliases)
+        for component in self.terms:
+            for lv in component.latent:
+                if lv not in latent.names:
+                    raise ValueError(f"{type(component).__name__} uses latent variable {lv!r}, "
+                                     f"which the structural model does not define; it defines "
+                                     f"{latent.names}")
         indicators = [i for block in self.measurement for i in block.indicators]
         repeated = sorted({i for i in indicators if indicators.count(i) > 1})
         if repeated:
             raise ValueError(f"indicators appear in more than one measurement block: {repeated}")
+        # a name with two meanings or two starting values is an error now, not at estimation
+        self.parameter_kinds()
+        ParameterSpace.from_model(self)
+
+    # ---- composition: the one place that knows how the components fit together ----
+
+    @property
+    def terms(self) -> tuple[AbstractComponent, ...]:
+        """The components whose outputs add up to ``log L_ir``: the measurement blocks and the
+        choice model."""
+        return (*self.measurement, *([self.choice] if self.choice is not None else []))
+
+    @property
+    def components(self) -> tuple[AbstractComponent, ...]:
+        return (self.latent, *self.terms)
 
     @property
     def n_draw_dims(self) -> int:
-        """Dimensions of the draws: one standard normal per latent variable."""
-        return self.latent.n_latent
+        return self.latent.n_draw_dims
+
+    @property
+    def covariates(self) -> tuple[str, ...]:
+        """Every covariate the model reads (structural model and measurement equations)."""
+        return tuple(dict.fromkeys(c for component in (self.latent, *self.measurement)
+                                   for c in component.covariates))
 
     def _lv_index(self, names: Sequence[str]) -> np.ndarray:
         return np.array([self.latent.names.index(n) for n in names], dtype=np.int32)
 
-    def components(self, x: PanelArrays):
-        """``(component, its data inputs, indices of the latent variables it uses)`` for each
-        measurement block and the choice model, for one individual's data ``x``."""
-        out = [(block, (x.indicators[x.indicator_columns(block.indicators)],),
-                self._lv_index(block.latent)) for block in self.measurement]
-        if self.choice is not None:
-            attributes = x.attributes[:, :, x.attribute_columns(self.choice.attributes)]
-            out.append((self.choice, (attributes, x.choice, x.available, x.task_mask),
-                        self._lv_index(self.choice.latent)))
-        return out
-
-    def covariates_of(self, x: PanelArrays):
-        return x.covariates[x.covariate_columns(self.latent.covariates)]
-
     def draw_logliks(self, x: PanelArrays, eta: Float[Array, "R D"]) -> Float[Array, " R"]:
         """``log L_ir``: the log-likelihood of one individual's data ``x`` at each of the
         draws ``eta``."""
-        lv = self.latent.at_draws(self.covariates_of(x), eta)  # (L, R)
+        lv = self.latent.forward(self.latent.data(x), eta)  # (L, R)
         total = jnp.zeros(eta.shape[:1], dtype=eta.dtype)
-        for component, inputs, index in self.components(x):
-            total = total + component.loglik(*inputs, lv[index])
+        for component in self.terms:
+            total = total + component.forward(component.data(x), lv[self._lv_index(component.latent)])
         return total
+
+    def draw_logliks_and_pullback(self, x: PanelArrays, eta: Float[Array, "R D"],
+                                  pullbacks: str = "hand-derived"):
+        """``log L_ir`` ``(R,)`` for one individual and its pullback: ``pullback(w)`` with
+        ``w`` ``(R,)`` returns ``sum_r w_r d log L_ir / d model``, a model-shaped pytree. Each
+        component's pullback takes ``w`` and returns its parameters' cotangent and
+        ``w_r d log L_ir / d LV_r``; the structural model's carries the latter to its own
+        parameters. ``pullbacks="autodiff"`` uses ``jax.vjp`` for every component instead of
+        the hand-derived ones (for comparison)."""
+        vjp = _component_vjp(pullbacks)
+        lv, latent_pullback = vjp(self.latent, self.latent.data(x), eta)  # (L, R)
+        parts = []
+        for component in self.terms:
+            index = self._lv_index(component.latent)
+            parts.append((index, *vjp(component, component.data(x), lv[index])))
+        log_l = sum((loglik for _, loglik, _ in parts), jnp.zeros(eta.shape[:1], eta.dtype))
+
+        def pullback(weights):
+            d_lv = jnp.zeros_like(lv)
+            grads = []
+            for index, _, component_pullback in parts:
+                d_component, d_lv_component = component_pullback(weights)
+                grads.append(d_component)
+                d_lv = d_lv.at[index].add(d_lv_component)
+            return self._with_components(latent_pullback(d_lv)[0], grads)
+        return log_l, pullback
+
+    def draw_diagnostics(self, x: PanelArrays, eta: Float[Array, "R D"]):
+        """For one individual at its draws, what :meth:`draw_logliks` adds up: the latent
+        variables ``(L, R)``, each term's log-likelihood ``(n_terms, R)`` and the choice
+        model's utilities ``(T, J, R)`` (``(0, 0, R)`` without a choice model)."""
+        lv = self.latent.forward(self.latent.data(x), eta)  # (L, R)
+        terms = [c.forward(c.data(x), lv[self._lv_index(c.latent)]) for c in self.terms]
+        utilities = jnp.zeros((0, 0, eta.shape[0]), eta.dtype)
+        if self.choice is not None:
+            utilities = self.choice.utilities(self.choice.data(x)[0],
+                                              lv[self._lv_index(self.choice.latent)])
+        return lv, jnp.stack(terms) if terms else jnp.zeros((0, eta.shape[0]), eta.dtype), utilities
+
+    def describe(self, component: AbstractComponent) -> str:
+        """The component in words, with the values of its parameters."""
+        inner = getattr(component, "utility", getattr(component, "index", None))
+        what = getattr(component, "owner", type(component).__name__) + (
+            f" with {inner.owner}" if hasattr(inner, "owner") else "")
+        values = labelled_values(self)
+        names = [self._alias(n) for n in labelled_names(component.labels())]
+        shown = ", ".join(f"{n} = {float(values[n]):.6g}" for n in names[:12])
+        return f"{what} (parameters {shown}{', ...' if len(names) > 12 else ''})"
+
+    def _with_components(self, latent, terms):
+        n = len(self.measurement)
+        return replace_fields(self, latent=latent, measurement=tuple(terms[:n]),
+                              choice=terms[n] if self.choice is not None else None)
+
+    # ---- parameters: names, kinds, terms, natural scale ----
+
+    def _alias(self, names):
+        """``names`` (an array or a name) with the renamings of :func:`share` applied."""
+        if not self.aliases:
+            return names
+        mapping = dict(self.aliases)
+        if isinstance(names, str):
+            return mapping.get(names, names)
+        return np.vectorize(lambda n: mapping.get(n, n), otypes=[object])(names)
+
+    def labels(self) -> "ICLV":
+        labels = self._with_components(self.latent.labels(), [c.labels() for c in self.terms])
+        return jax.tree.map(lambda leaf: self._alias(np.asarray(leaf, dtype=object)), labels)
+
+    def fixed_labels(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self._alias(n) for c in self.components
+                                   for n in c.fixed_labels()))
+
+    def parameter_names(self, fixed: Sequence[str] = ()) -> tuple[str, ...]:
+        """The names of the free parameters, in the order of the parameter vector (fixed by
+        normalisation or in ``fixed`` left out)."""
+        return ParameterSpace.from_model(self, fixed).names
+
+    def parameter_kinds(self) -> dict[str, str]:
+        """``{name: "coefficient" | "log" | "threshold"}`` for every parameter. A shared name
+        must have one kind: a name that is, say, a log scale in one component and a
+        coefficient in another is an error."""
+        kinds, owners = {}, {}
+        for component in self.components:
+            own = component.parameter_kinds()
+            for name in labelled_names(component.labels()):
+                kind = own.get(name, "coefficient")
+                if kind not in KINDS:
+                    raise ValueError(f"{type(component).__name__}: parameter {name!r} has kind "
+                                     f"{kind!r}, not one of {KINDS}")
+                shared = self._alias(name)
+                if shared in kinds and kinds[shared] != kind:
+                    raise ValueError(
+                        f"parameter {shared!r} has two meanings: a {kinds[shared]} in "
+                        f"{owners[shared]} and a {kind} in {type(component).__name__}; a shared "
+                        f"name must mean the same thing everywhere")
+                kinds.setdefault(shared, kind)
+                owners.setdefault(shared, type(component).__name__)
+        return kinds
+
+    def parameter_blocks(self) -> dict[str, str]:
+        """``{parameter name: "structural" | "measurement" | "choice"}`` (a shared parameter:
+        where it first appears)."""
+        parts = [("structural", self.latent), *(("measurement", b) for b in self.measurement),
+                 *([("choice", self.choice)] if self.choice is not None else [])]
+        blocks = {}
+        for block, component in parts:
+            for name in labelled_names(component.labels()):
+                blocks.setdefault(self._alias(name), block)
+        return blocks
+
+    def parameter_terms(self) -> dict[str, frozenset | None]:
+        """``{parameter name: the additive terms of log L_ir it enters}``, or ``None`` for a
+        parameter of the structural model, which enters every term through the latent
+        variables. ``d^2 log L_ir / da db = 0`` unless ``a`` and ``b`` share a term or one of
+        them is structural: the structured Hessian relies on it."""
+        terms: dict[str, set] = {}
+        for c, component in enumerate(self.terms):
+            for t, names in enumerate(component.parameter_terms()):
+                for name in names:
+                    terms.setdefault(self._alias(name), set()).add((c, t))
+        dense = {self._alias(n) for n in labelled_names(self.latent.labels())}
+        return {name: None if name in dense else frozenset(ts) for name, ts in
+                {**dict.fromkeys(dense, set()), **terms}.items()}
+
+    def natural_values(self) -> dict[str, jax.Array]:
+        """Every parameter on its natural scale (traceable, for the delta method): ``exp`` of
+        the log parameters (``sigma`` for ``log_sigma``), the thresholds ``tau1 < tau2 < ...``
+        of every ordered block in place of their parameters, and the coefficients as they
+        are."""
+        kinds = self.parameter_kinds()
+        out = {}
+        for name, value in labelled_values(self).items():
+            if kinds[name] == "log":
+                out[natural_name(name)] = jnp.exp(value)
+            elif kinds[name] == "coefficient":
+                out[name] = value
+        for component in self.terms:
+            out.update(component.derived_values())
+        return out
+
+    def set_natural(self, values: Mapping[str, float]) -> "ICLV":
+        """Set parameters by their natural-scale names (those of :meth:`natural_values`):
+        ``"q1.sigma"`` sets ``q1.log_sigma`` to its log; ``"q1.tau2"`` the threshold
+        parameters of ``q1``'s set so that its second threshold is as given."""
+        kinds = self.parameter_kinds()
+        logs = {natural_name(n): n for n, kind in kinds.items() if kind == "log"}
+        direct = {}
+        for name, value in values.items():
+            if name in logs:
+                if not value > 0:
+                    raise ValueError(f"{name} must be positive, got {value!r}")
+                direct[logs[name]] = float(np.log(value))
+        model = set_values(self, direct)
+        rest = {k: v for k, v in values.items() if k not in logs}
+        terms = list(model.terms)
+        for c, component in enumerate(terms):
+            mine = {k: v for k, v in rest.items() if k in component.derived_values()}
+            if mine:
+                terms[c] = component.set_derived(mine)
+                rest = {k: v for k, v in rest.items() if k not in mine}
+        for name in rest:
+            known = [*labelled_values(self), *self.natural_values()]
+            raise KeyError(f"no parameter named {name!r} in the model{close_matches(name, known)}")
+        return model._with_components(model.latent, terms)
+
+    # ---- data ----
 
     def check_data(self, panel: Panel) -> None:
         """Raise a :class:`DataError` if ``panel`` lacks what the model reads or holds values
         that the model cannot explain (a Likert value outside 1..levels, say)."""
         arrays = panel.arrays
         for role, needed, present in (
-                ("covariate", self.latent.covariates, arrays.covariate_names),
+                ("covariate", self.covariates, arrays.covariate_names),
                 ("indicator", [i for b in self.measurement for i in b.indicators],
                  arrays.indicator_names),
                 ("attribute", self.choice.attributes if self.choice else (),
@@ -105,7 +313,7 @@ class ICLV(eqx.Module):
         for block in self.measurement:
             block.check_data(indicators[:, arrays.indicator_columns(block.indicators)], panel.ids)
         if self.choice is not None:
-            binary_model = isinstance(self.choice, BinaryProbit)
+            binary_model = self.choice.binary
             binary_panel = arrays.available.shape[2] == 1
             if binary_model != binary_panel:
                 raise DataError(
@@ -117,59 +325,39 @@ class ICLV(eqx.Module):
                 raise DataError(f"the choice model has {self.choice.n_alternatives} alternatives, "
                                 f"the panel {panel.n_alternatives} {panel.alternatives}")
 
-    def labels(self) -> "ICLV":
-        return replace_fields(self, latent=self.latent.labels(),
-                              measurement=tuple(b.labels() for b in self.measurement),
-                              choice=self.choice.labels() if self.choice is not None else None)
 
-    def fixed_labels(self) -> tuple[str, ...]:
-        components = (self.latent, *self.measurement, *([self.choice] if self.choice else []))
-        return tuple(name for c in components for name in c.fixed_labels())
-
-    def parameter_blocks(self) -> dict[str, str]:
-        """``{parameter name: "structural" | "measurement" | "choice"}``."""
-        parts = [("structural", self.latent), *(("measurement", b) for b in self.measurement),
-                 *([("choice", self.choice)] if self.choice is not None else [])]
-        return {name: block for block, component in parts for name in labelled_values(component)}
-
-    def interaction_groups(self) -> dict[str, str | None]:
-        """``{parameter name: group}`` for the structured Hessian. ``log L_ir`` is a sum of one
-        term per indicator and one choice term, joined only through the latent variables, so
-        ``d^2 log L_ir / da db = 0`` for parameters ``a``, ``b`` in different groups. Structural
-        parameters (group ``None``) enter every term; the parameters of indicator ``k`` (row
-        ``k`` of every parameter array of its measurement block) form one group, and the
-        choice model's parameters another. A block with a parameter array that is not one row
-        per indicator (a parameter shared by its indicators) is not split: its parameters
-        are given group ``None``, which is always correct, only slower."""
-        groups = dict.fromkeys(labelled_values(self.latent))
-        for block in self.measurement:
-            labels = [np.asarray(label, dtype=str) for label in jax.tree.leaves(block.labels())]
-            per_indicator = all(label.ndim > 0 and label.shape[0] == len(block.indicators)
-                                for label in labels)
-            for label in labels:
-                if per_indicator:
-                    groups.update({name: f"indicator {item}" for item, row in
-                                   zip(block.indicators, label) for name in row.ravel() if name})
-                else:
-                    groups.update(dict.fromkeys(name for name in label.ravel() if name))
-        if self.choice is not None:
-            groups.update(dict.fromkeys(labelled_values(self.choice), "choice"))
-        return groups
-
-    def natural_values(self) -> dict[str, jax.Array]:
-        """Every parameter on its natural scale (traceable, for the delta method): ``sigma``
-        for each ``log_sigma``, the thresholds ``tau1 < tau2 < ...`` for ``tau1`` and the
-        ``log_dtau`` increments; everything else as it is."""
-        thresholds = {f"{item}.tau1": {f"{item}.tau{j + 1}": block.thresholds[k, j]
-                                       for j in range(block.levels - 1)}
-                      for block in self.measurement if isinstance(block, AbstractOrdered)
-                      for k, item in enumerate(block.indicators)}
-        out = {}
-        for name, value in labelled_values(self).items():
-            if name.endswith(".log_sigma"):
-                out[name[: -len("log_sigma")] + "sigma"] = jnp.exp(value)
-            elif name in thresholds:
-                out.update(thresholds[name])
-            elif ".log_dtau" not in name:
-                out[name] = value
-        return out
+def share(model: ICLV, groups: Mapping[str, Sequence[str]]) -> ICLV:
+    """``model`` with each list of parameters made one parameter under a new name:
+    ``share(model, {"lambda": ["theta.LV.1", "theta.LV.2"]})`` (one coefficient of the
+    latent variable in the utilities of alternatives 1 and 2), ``{"zeta": ["q1.zeta.a",
+    "q2.zeta.a"]}`` (equal loadings). The parameters must have the same starting value and
+    the same kind; the gradient of the shared parameter is the sum of its places'. Shared
+    parameters keep the structured Hessian's compression where the terms they join allow
+    (see :mod:`jaxiclv._structured_hessian`)."""
+    values = labelled_values(model)
+    renames = {}
+    for new, olds in groups.items():
+        if not isinstance(new, str) or not new:
+            raise TypeError(f"a shared parameter's name must be a non-empty string, got {new!r}")
+        olds = fixed_names(olds)
+        for old in olds:
+            if old not in values:
+                raise KeyError(f"no parameter named {old!r} in the model"
+                               f"{close_matches(old, values)}")
+            if old in renames:
+                raise ValueError(f"parameter {old!r} is listed for two shared names, "
+                                 f"{renames[old]!r} and {new!r}")
+            renames[old] = new
+        starts = {old: float(values[old]) for old in olds}
+        if new in values and new not in olds:
+            starts[new] = float(values[new])
+        if len(set(starts.values())) > 1:
+            raise ValueError(f"the parameters shared as {new!r} have different starting values "
+                             f"{starts}; give them one value (set_values) before sharing them")
+    aliases = {**dict(model.aliases)}
+    current = {original: aliases.get(original, original) for model_c in model.components
+               for original in labelled_names(model_c.labels())}
+    for original, name in current.items():
+        if name in renames:
+            aliases[original] = renames[name]
+    return ICLV(model.latent, model.measurement, model.choice, tuple(aliases.items()))

@@ -35,6 +35,7 @@ from ._hessian import (
     hessian,
 )
 from ._likelihood import individual_loglik, simulated_loglik
+from ._model import PULLBACKS
 from ._parameters import ParameterSpace
 from ._structured_hessian import structured_hessian
 
@@ -76,10 +77,13 @@ def _with_gradient(value_and_grad):
     return f
 
 
-def objective(space: ParameterSpace, theta, data, draws, gradient: str, chunk_size=None):
-    """The simulated log-likelihood at ``theta``, whose ``jax.grad`` is the selected gradient."""
+def objective(space: ParameterSpace, theta, data, draws, gradient: str, chunk_size=None,
+              pullbacks: str = "hand-derived"):
+    """The simulated log-likelihood at ``theta``, whose ``jax.grad`` is the selected gradient
+    (``pullbacks`` selects the components' pullbacks of the analytic one)."""
     if gradient == "analytic":
-        return simulated_loglik_analytic(space.unflatten(theta), data, draws, chunk_size)
+        return simulated_loglik_analytic(space.unflatten(theta), data, draws, chunk_size,
+                                         pullbacks)
     plain = lambda t: simulated_loglik(space.unflatten(t), data, draws, chunk_size)
     if gradient == "autodiff":
         return plain(theta)
@@ -88,7 +92,7 @@ def objective(space: ParameterSpace, theta, data, draws, gradient: str, chunk_si
     raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
 
 
-_static = ("gradient", "chunk_size")
+_static = ("gradient", "chunk_size", "pullbacks")
 
 
 @functools.partial(jax.jit, static_argnames=("chunk_size",))
@@ -97,27 +101,29 @@ def _loglik(space, theta, data, draws, chunk_size):
 
 
 @functools.partial(jax.jit, static_argnames=_static)
-def _loglik_and_grad(space, theta, data, draws, gradient, chunk_size):
-    return jax.value_and_grad(objective, argnums=1)(space, theta, data, draws, gradient, chunk_size)
+def _loglik_and_grad(space, theta, data, draws, gradient, chunk_size, pullbacks):
+    return jax.value_and_grad(objective, argnums=1)(space, theta, data, draws, gradient,
+                                                    chunk_size, pullbacks)
 
 
 @functools.partial(jax.jit, static_argnames=_static)
-def _scores(space, theta, data, draws, gradient, chunk_size):
+def _scores(space, theta, data, draws, gradient, chunk_size, pullbacks):
     if gradient == "analytic":
-        _, grads = loglik_and_grad_per_individual(space.unflatten(theta), data, draws, chunk_size)
-        return jax.vmap(space.flatten)(grads)
+        _, grads = loglik_and_grad_per_individual(space.unflatten(theta), data, draws, chunk_size,
+                                                  pullbacks)
+        return jax.vmap(space.flatten_gradient)(grads)
     individual = lambda t, x, eta: individual_loglik(space.unflatten(t), x, eta)
     return jax.vmap(jax.grad(individual), in_axes=(None, 0, 0))(theta, data, draws)
 
 
 @functools.partial(jax.jit, static_argnames=(*_static, "method", "batch_size"))
-def _hessian(space, theta, data, draws, gradient, chunk_size, method, batch_size):
-    if method == "structured":  # exact, from the hand-derived pullbacks whatever the gradient
-        return structured_hessian(space, theta, data, draws, chunk_size, batch_size)
+def _hessian(space, theta, data, draws, gradient, chunk_size, pullbacks, method, batch_size):
+    if method == "structured":  # exact, from the components' pullbacks whatever the gradient
+        return structured_hessian(space, theta, data, draws, chunk_size, batch_size, pullbacks)
     gradient_of = jax.grad(objective, argnums=1)
     block = chunk_size_for_directions(chunk_size, min(batch_size, theta.shape[0]))
-    return hessian(lambda t: gradient_of(space, t, data, draws, gradient, block), theta,
-                   method, batch_size)
+    return hessian(lambda t: gradient_of(space, t, data, draws, gradient, block, pullbacks),
+                   theta, method, batch_size)
 
 
 @jax.jit
@@ -126,23 +132,40 @@ def _natural(space, theta):
     return stacked(theta), jax.jacfwd(stacked)(theta)
 
 
+@jax.jit
+def _diagnostics(space, theta, data, draws):
+    return jax.vmap(space.unflatten(theta).draw_diagnostics)(data, draws)
+
+
+def _first_bad(values: np.ndarray, mask: np.ndarray | None = None):
+    bad = ~np.isfinite(values)
+    if mask is not None:
+        bad &= mask
+    return tuple(int(i) for i in np.argwhere(bad)[0]) if bad.any() else None
+
+
 class Problem:
     """``model`` on ``panel`` with fixed ``draws``, as functions of the free parameters.
 
     ``loglik(theta)``, ``loglik_and_grad(theta)``, ``scores(theta)`` (per-individual gradients,
     ``(N, P)``) and ``hessian(theta, method)`` (of the selected gradient) are jitted.
     ``chunk_size``: individuals per block (``None``: all at once; ``"auto"``: see
-    :func:`resolve_chunk_size`).
+    :func:`resolve_chunk_size`). ``pullbacks``: ``"hand-derived"`` (default: the built-in
+    kernels' own, ``jax.vjp`` for user-written components) or ``"autodiff"`` (``jax.vjp`` for
+    every component), for the analytic gradient and the structured Hessian.
     """
 
     def __init__(self, model, panel: Panel, draws=None, fixed: Iterable[str] = (),
                  chunk_size: int | str | None = "auto", dtype=jnp.float64,
-                 gradient: str = "analytic"):
+                 gradient: str = "analytic", pullbacks: str = "hand-derived"):
         if gradient not in GRADIENTS:
             raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+        if pullbacks not in PULLBACKS:
+            raise ValueError(f"pullbacks must be one of {PULLBACKS}, got {pullbacks!r}")
         model.check_data(panel)
         self.panel = panel
         self.gradient = gradient
+        self.pullbacks = pullbacks
         self.chunk_size = resolve_chunk_size(chunk_size, panel.n_individuals)
         self.space = ParameterSpace.from_model(model, fixed)
         self.draws = jnp.asarray(make_draws(Halton(100) if draws is None else draws,
@@ -157,17 +180,19 @@ class Problem:
 
     def objective(self, theta):
         """The traceable log-likelihood whose ``jax.grad`` is the selected gradient."""
-        return objective(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size)
+        return objective(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size,
+                         self.pullbacks)
 
     def loglik(self, theta):
         return _loglik(self.space, theta, self.data, self.draws, self.chunk_size)
 
     def loglik_and_grad(self, theta):
         return _loglik_and_grad(self.space, theta, self.data, self.draws, self.gradient,
-                                self.chunk_size)
+                                self.chunk_size, self.pullbacks)
 
     def scores(self, theta):
-        return _scores(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size)
+        return _scores(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size,
+                       self.pullbacks)
 
     def hessian(self, theta, method: str = "structured", batch_size: int = 32):
         """The unsymmetrised Hessian by ``method``: ``"structured"`` (exact, from per-draw
@@ -178,13 +203,45 @@ class Problem:
         ``chunk_size // batch_size`` individuals (fewer directions in flight, larger blocks). Pass it through :func:`jaxiclv.symmetrize`
         before use."""
         return _hessian(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size,
-                        method, batch_size)
+                        self.pullbacks, method, batch_size)
 
     def compare_hessians(self, theta, methods=HESSIANS, batch_size: int = 32):
         """A :class:`HessianComparison` of the Hessian methods at ``theta``."""
         blocks = self.space.template.parameter_blocks()
         return compare_hessians(lambda method: self.hessian(theta, method, batch_size),
                                 self.space.names, [blocks[n] for n in self.space.names], methods)
+
+    def explain_nonfinite(self, theta) -> str:
+        """Where the log-likelihood at ``theta`` stops being finite: the first individual and
+        draw at which a latent variable, a utility or a component's log-likelihood is not
+        finite, naming the component and its parameter values; ``""`` if all are finite."""
+        model = self.space.unflatten(theta)
+        lv, terms, utilities = map(np.asarray, _diagnostics(self.space, theta, self.data,
+                                                            self.draws))
+        ids = [i.item() if isinstance(i, np.generic) else i for i in self.panel.ids]
+        where = _first_bad(lv)
+        if where is not None:
+            n, l, r = where
+            return (f"latent variable {model.latent.names[l]!r} is {lv[where]} for individual "
+                    f"{ids[n]!r} at draw {r}: {model.describe(model.latent)}")
+        if utilities.size:
+            tasks = np.asarray(self.data.task_mask)[:, :, None, None]
+            where = _first_bad(utilities, np.broadcast_to(tasks, utilities.shape))
+            if where is not None:
+                n, t, j, r = where
+                return (f"the utility of alternative {model.choice.alternatives[j]!r} is "
+                        f"{utilities[where]} in task {t + 1} of individual {ids[n]!r} at draw "
+                        f"{r}: {model.describe(model.choice)}")
+        where = _first_bad(terms)
+        if where is not None:
+            n, c, r = where
+            component = model.terms[c]
+            reads = (f"indicators {list(component.indicators)}" if c < len(model.measurement)
+                     else "choices")
+            return (f"the log-likelihood of individual {ids[n]!r}'s {reads} is {terms[where]} "
+                    f"at draw {r} (an observed outcome has probability zero): "
+                    f"{model.describe(component)}")
+        return ""
 
     def natural(self, theta):
         """``(names, values, Jacobian d values / d theta)`` of the parameters on their natural

@@ -9,7 +9,6 @@ import jax
 import numpy as np
 import pandas as pd
 
-from ._choice import BinaryProbit
 from ._data import Panel
 
 __all__ = ["simulate", "Simulated"]
@@ -38,6 +37,7 @@ def simulate(model, n_individuals: int, n_tasks: int | Sequence[int] = 6, seed: 
     """
     rng = np.random.default_rng(seed)
     structural = model.latent
+    names = model.covariates
     tasks = np.broadcast_to(np.asarray(n_tasks, dtype=int), (n_individuals,))
     if np.any(tasks < 1):
         raise ValueError("every individual needs at least one task")
@@ -46,36 +46,38 @@ def simulate(model, n_individuals: int, n_tasks: int | Sequence[int] = 6, seed: 
         covariates = pd.DataFrame({
             name: (rng.integers(0, 2, n_individuals).astype(float) if name in binary_covariates
                    else rng.standard_normal(n_individuals))
-            for name in structural.covariates})
-    z = covariates[list(structural.covariates)].to_numpy(dtype=float).reshape(n_individuals, -1)
-    eta = rng.standard_normal((n_individuals, structural.n_latent))
-    lv = np.asarray(jax.vmap(structural)(z, eta))  # (N, L)
+            for name in names})
+    z = covariates[list(names)].to_numpy(dtype=float).reshape(n_individuals, len(names))
+    eta = rng.standard_normal((n_individuals, structural.n_draw_dims))
+    z_of = lambda component: z[:, [names.index(n) for n in component.covariates]]
+    lv = np.asarray(jax.vmap(structural)(z_of(structural), eta))  # (N, L)
 
     def lv_of(component):
         return lv[:, [structural.names.index(n) for n in component.latent]]
 
-    columns = {name: np.repeat(z[:, c], tasks) for c, name in enumerate(structural.covariates)}
+    columns = {name: np.repeat(z[:, c], tasks) for c, name in enumerate(names)}
     for block in model.measurement:
-        values = block.sample(rng, lv_of(block))
+        values = block.sample(rng, lv_of(block), z_of(block))
         columns.update({name: np.repeat(values[:, k], tasks) for k, name in enumerate(block.indicators)})
     row_ids = np.repeat(np.arange(1, n_individuals + 1), tasks)
     frame = {"id": row_ids, "task": np.concatenate([np.arange(1, t + 1) for t in tasks])}
 
-    panel_spec = dict(covariates=list(structural.covariates),
+    panel_spec = dict(covariates=list(names),
                       indicators=[i for b in model.measurement for i in b.indicators])
     choice = model.choice
     if choice is not None:
         n_rows, n_alt = len(row_ids), choice.n_alternatives
         x = rng.standard_normal((n_rows, n_alt, len(choice.attributes)))
-        utility = np.asarray(jax.vmap(choice.utility)(x, np.repeat(lv_of(choice), tasks, axis=0)))
+        at_task = lambda x_t, lv_t: choice.utilities(x_t[None], lv_t[:, None])[0, :, 0]  # (J,)
+        utility = np.asarray(jax.vmap(at_task)(x, np.repeat(lv_of(choice), tasks, axis=0)))
         available = np.ones((n_rows, n_alt), dtype=bool)
         chosen = choice.sample_choice(rng, utility[None], available[None])[0]
-        if isinstance(choice, BinaryProbit):
+        if choice.binary:
             frame.update({a: x[:, 0, k] for k, a in enumerate(choice.attributes)})
             panel_spec["attributes"] = list(choice.attributes)
             frame["choice"] = chosen
         else:
-            alts = choice.utility.alternatives
+            alts = choice.alternatives
             for k, a in enumerate(choice.attributes):
                 frame.update({f"{a}_{alt}": x[:, j, k] for j, alt in enumerate(alts)})
             panel_spec["attributes"] = {a: [f"{a}_{alt}" for alt in alts] for a in choice.attributes}

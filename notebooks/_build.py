@@ -147,7 +147,7 @@ print(f"{covered:.0%} of the 95% intervals contain the true value")'''),
            "`LV_ir = structural(covariates_i, eta_ir)`, and the draw's likelihood `L_ir` "
            "weighs how well it explains that person's answers and choices. The posterior mean "
            "is `E[LV_i | data_i] = sum_r w_ir LV_ir` with `w_ir = L_ir / sum_r L_ir`. "
-           "We compute it with `model.draw_logliks` and `model.latent.at_draws` (every draw of "
+           "We compute it with `model.draw_logliks` and `model.latent.forward` (every draw of "
            "one person at once, the draws on the last axis), vmapped over people, on a "
            "simulated data set whose true latent variables are known (in QUICK mode, the "
            "estimation data themselves)."),
@@ -163,9 +163,10 @@ data = sim.panel.arrays
 def posterior_means(model, data, eta):
     def one_person(x, eta_i):                                      # eta_i: (R, D)
         log_l = model.draw_logliks(x, eta_i)                                  # (R,)
-        lv = model.latent.at_draws(model.covariates_of(x), eta_i)             # (L, R)
+        z = model.latent.data(x)                                   # the person's covariates
+        lv = model.latent.forward(z, eta_i)                                   # (L, R)
         w = jax.nn.softmax(log_l)                                  # L_ir / sum_r L_ir
-        prior = model.latent(model.covariates_of(x), jnp.zeros(eta_i.shape[1]))  # eta = 0
+        prior = model.latent(z, jnp.zeros(eta_i.shape[1]))                    # eta = 0
         return lv @ w, prior
     return jax.vmap(one_person)(data, eta)
 
@@ -558,9 +559,7 @@ df.head(3)'''),
            "choice, one column per alternative for every attribute (`None` where the "
            "attribute cannot occur in that alternative). The categorical attributes are "
            "dummy-coded against their reference levels (brand Artemis, country USA, "
-           "characteristic standard). `lambda LV` on the branded alternatives is an "
-           "interaction of the LV with a `branded` indicator whose own coefficient is fixed "
-           "at 0."),
+           "characteristic standard)."),
         code('''\
 alternatives = [1, 2, 3, 4]
 levels = {"brand": ["Novum", "BestValue", "Supermarket", "PainAway"],
@@ -574,9 +573,7 @@ for variable, kept in levels.items():
         for j, column in zip(alternatives, columns):
             df[column] = (df[f"{variable}_{j}"] == level).astype(float)
         attributes[name] = [c if df[c].any() else None for c in columns]
-for j in alternatives:
-    df[f"branded_{j}"] = float(j <= 2)
-for name in ("side_effects", "price", "branded"):
+for name in ("side_effects", "price"):
     attributes[name] = [f"{name}_{j}" for j in alternatives]
 
 items = ["attitude_quality", "attitude_ingredients", "attitude_patent", "attitude_dominance"]
@@ -584,23 +581,27 @@ covariates = ["regular_user", "university_educated", "over_50"]
 panel = jic.Panel.from_dataframe(df, id="ID", choice="best", attributes=attributes,
                                  alternatives=alternatives, indicators=items, covariates=covariates)
 print(panel.n_individuals, "individuals,", panel.n_observations, "choice tasks")'''),
-        md("## The model and Apollo's starting values"),
+        md("## The model and Apollo's starting values\n\n`lambda LV` enters the utilities of "
+           "both branded alternatives with one coefficient: the latent variable's "
+           "coefficients in alternatives 1 and 2 are made one parameter with `jic.share`. "
+           "The thresholds are set on their own scale (`q.tau1`, ..., `q.tau4`); "
+           "`set_values` maps them to the first threshold and the logs of the increments."),
         code('''\
 model = jic.ICLV(
     latent=jic.Structural({"LV": covariates}),
     measurement=jic.OrderedLogit({"LV": items}, levels=5),
     choice=jic.MultinomialLogit(alternatives, attributes=list(attributes), asc=[],
-                                latent={"LV": []}, interactions={"branded": ["LV"]}))
-# zeta = 1, thresholds (-2, -1, 1, 2) = tau1 and the logs of the increments (1, 2, 1)
+                                latent={"LV": [1, 2]}))
+model = jic.share(model, {"lambda": ["theta.LV.1", "theta.LV.2"]})
 start = {f"{item}.{name}": value for item in items
-         for name, value in (("zeta.LV", 1.0), ("tau1", -2.0), ("log_dtau2", 0.0),
-                             ("log_dtau3", np.log(2.0)), ("log_dtau4", 0.0))}
-model = jic.set_values(model, {**start, "kappa.branded.LV": 1.0})
-draws = jic.Halton(n_draws, scramble=False)
-fixed = ["beta.branded"]'''),
+         for name, value in (("zeta.LV", 1.0), ("tau1", -2.0), ("tau2", -1.0), ("tau3", 1.0),
+                             ("tau4", 2.0))}
+model = jic.set_values(model, {**start, "lambda": 1.0})
+print(len(model.parameter_names()), "free parameters:", ", ".join(model.parameter_names()[:8]), "...")
+draws = jic.Halton(n_draws, scramble=False)'''),
         md("## Estimation by Newton's method with the exact Hessian"),
         code('''\
-result = jic.estimate(model, panel, draws, fixed=fixed, optimizer="trust-exact")
+result = jic.estimate(model, panel, draws, optimizer="trust-exact")
 print(result.summary())'''),
         md("The thresholds and their robust standard errors on their own scale (delta "
            "method), from `result.natural()`:"),
@@ -612,7 +613,7 @@ natural[natural.index.str.contains("tau")].round(3)'''),
            "slows a quasi-Newton method down; Newton's method with the exact Hessian is "
            "insensitive to it."),
         code('''\
-lbfgs = jic.estimate(model, panel, draws, fixed=fixed, optimizer="lbfgs",
+lbfgs = jic.estimate(model, panel, draws, optimizer="lbfgs",
                      max_iter=300 if QUICK else 5000)
 pd.DataFrame({r.optimizer: {"iterations": r.iterations, "seconds": round(r.seconds, 1),
                             "log-likelihood": round(r.llf, 4), "status": r.status.name.lower()}

@@ -5,8 +5,9 @@ Tolerances (relative error ``max |x - ref| / max(|ref|, 1)`` against the float64
 gradient, or the jacfwd Hessian for Hessians, at the same size; quick mode's |LL| is a few
 hundred):
 
-- exact gradients (autodiff, the replayed per-individual autodiff) and the exact structured
-  Hessian: rounding only, observed ~1e-14; 1e-9 leaves ample room.
+- exact gradients (autodiff, the analytic one with every pullback by autodiff, the replayed
+  per-individual autodiff) and the exact structured Hessian (either pullbacks): rounding
+  only, observed ~1e-14; 1e-9 leaves ample room.
 - central finite differences, ``h = eps^(1/3) max(|theta|, 1)`` ~ 6e-6: truncation
   ``h^2 |f'''| / 6`` plus rounding ``eps |LL| / h`` ~ 1e-8 here; 1e-6.
 - forward-difference Hessians, ``h = sqrt(eps) max(|theta|, 1)`` ~ 1.5e-8: truncation
@@ -25,12 +26,14 @@ from pathlib import Path
 import pytest
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-METHODS = {"loglik", "grad-analytic", "grad-autodiff", "grad-fd", "replay-grad",
-           "replay-hessian", "hessian-structured", "hessian-fd-forward", "hessian-fd-central",
+METHODS = {"loglik", "grad-analytic", "grad-pullbacks-autodiff", "grad-autodiff", "grad-fd",
+           "replay-grad", "replay-hessian", "hessian-structured",
+           "hessian-structured-pullbacks-autodiff", "hessian-fd-forward", "hessian-fd-central",
            "hessian-jacfwd"}
-TOLERANCE = {"grad-autodiff": 1e-9, "replay-grad": 1e-9, "grad-fd": 1e-6,
-             "hessian-structured": 1e-9, "hessian-fd-forward": 1e-4, "hessian-fd-central": 1e-6,
-             "replay-hessian": 1e-4}
+TOLERANCE = {"grad-autodiff": 1e-9, "grad-pullbacks-autodiff": 1e-9, "replay-grad": 1e-9,
+             "grad-fd": 1e-6, "hessian-structured": 1e-9,
+             "hessian-structured-pullbacks-autodiff": 1e-9, "hessian-fd-forward": 1e-4,
+             "hessian-fd-central": 1e-6, "replay-hessian": 1e-4}
 FLOAT32_TOLERANCE = 1e-3
 ENVIRONMENT = {"device", "platform", "jax", "jaxlib", "git_commit", "cpu_count", "timestamp",
                "dtype"}
@@ -59,7 +62,7 @@ def test_every_method_ran(quick_run):
         assert "error" not in estimation
         assert estimation["iterations"] >= 1 and estimation["hessian_s"] > 0
     groups = {g for r in report["results"] for g in r["groups"]}
-    assert groups == {"reference", "individuals", "draws", "dtype"}
+    assert groups == {"reference", "nonlinear", "individuals", "draws", "dtype"}
 
 
 def test_outputs_have_every_key(quick_run):

@@ -87,11 +87,12 @@ def test_unbalanced_binary_panel_has_the_right_shape_and_mask():
     assert a.attributes.shape == (3, 3, 1, 2)
     assert a.choice.shape == (3, 3) and a.available.shape == (3, 3, 1)
     assert a.indicators.shape == (3, 2) and a.covariates.shape == (3, 2)
-    # tasks in the order in which the rows appear; padding is zero and unavailable
-    np.testing.assert_array_equal(a.attributes[..., 0, 0], [[1, 3, 0], [2, 4, 6], [5, 0, 0]])
-    np.testing.assert_array_equal(a.attributes[..., 0, 1], [[.1, .3, 0], [.2, .4, .6], [.5, 0, 0]])
-    np.testing.assert_array_equal(a.choice, [[1, 0, 0], [0, 1, 0], [1, 0, 0]])
-    np.testing.assert_array_equal(a.available[..., 0], a.task_mask)
+    # tasks in the order in which the rows appear; a padded task repeats the first one (so that
+    # any utility finite on the data is finite there) and is masked out
+    np.testing.assert_array_equal(a.attributes[..., 0, 0], [[1, 3, 1], [2, 4, 6], [5, 5, 5]])
+    np.testing.assert_array_equal(a.attributes[..., 0, 1], [[.1, .3, .1], [.2, .4, .6], [.5, .5, .5]])
+    np.testing.assert_array_equal(a.choice, [[1, 0, 1], [0, 1, 0], [1, 1, 1]])
+    np.testing.assert_array_equal(a.available[..., 0], True)
     np.testing.assert_array_equal(a.indicators, [[1, 2], [4, 3], [5, 1]])
     np.testing.assert_array_equal(a.covariates, [[31, 1], [42, 0], [53, 0]])
     assert a.indicator_names == ("q1", "q2") and a.covariate_names == ("age", "female")
@@ -147,10 +148,11 @@ def test_multinomial_panel_arrays():
     np.testing.assert_array_equal(a.attributes[0, 1, :, 1], [6.0, 6.5, 0.0])
     np.testing.assert_array_equal(a.choice, [[0, 2], [1, 1], [0, 0]])  # codes -> indices
     np.testing.assert_array_equal(a.available[0], [[1, 1, 0], [1, 0, 1]])
-    np.testing.assert_array_equal(a.available[2, 1], [0, 0, 0])  # padding
+    np.testing.assert_array_equal(a.available[2, 1], a.available[2, 0])  # padding: task 1 again
+    np.testing.assert_array_equal(a.attributes[2, 1], a.attributes[2, 0])
     # without availability columns every alternative is available
     b = multinomial_panel(availability=None).arrays
-    np.testing.assert_array_equal(b.available, np.asarray(b.task_mask)[..., None].repeat(3, -1))
+    np.testing.assert_array_equal(b.available, True)
 
 
 def test_string_alternatives_and_binary_codes():
@@ -161,7 +163,7 @@ def test_string_alternatives_and_binary_codes():
     df = binary_data()
     df["choice"] = df["choice"].map({0: "no", 1: "yes"})
     panel = binary_panel(df, alternatives=["no", "yes"])
-    np.testing.assert_array_equal(panel.arrays.choice, [[1, 0, 0], [0, 1, 0], [1, 0, 0]])
+    np.testing.assert_array_equal(panel.arrays.choice, [[1, 0, 1], [0, 1, 0], [1, 1, 1]])  # padded: task 1
 
 
 def test_nothing_is_silently_dropped():
@@ -182,7 +184,8 @@ def test_nothing_is_silently_dropped():
         assert a.task_mask[n, :k].all() and not a.task_mask[n, k:].any()
         np.testing.assert_array_equal(a.attributes[n, :k, 0], rows[["cost", "time"]].to_numpy())
         np.testing.assert_array_equal(a.choice[n, :k], rows["choice"].to_numpy())
-        np.testing.assert_array_equal(a.attributes[n, k:], 0.0)
+        np.testing.assert_array_equal(a.attributes[n, k:], a.attributes[n, :1].repeat(  # padding
+            a.attributes.shape[1] - k, axis=0))
         assert a.covariates[n, 0] == ident * 1.5
 
 

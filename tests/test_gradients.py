@@ -3,14 +3,17 @@
 What is compared, and why the tolerances are what they are (all float64, from conftest, with
 ``jax_numpy_rank_promotion="raise"``):
 
-1. Components. Every ``loglik_vjp`` pullback (and ``Structural.latent_vjp``) against
-   ``jax.vjp`` of the one-draw ``loglik`` (a column of draws-last LVs) vmapped over the draws,
-   so that the reference cannot share a mistake in the draws axis, with random cotangent
-   weights, at five random parameter points (every element of every parameter array
-   random). Both sides evaluate the same float64 closed forms of O(1) inputs and differ only
-   in the order of the chain rule and of the sums over draws, tasks and indicators (tens of
-   terms), so they agree to a few ulp of each leaf's largest element; we require 1e-9 of it,
-   room for any libm, while a wrong term (sign, factor, index) gives errors of 1e-2..1.
+1. Components. Every built-in component's hand-derived ``vjp`` (measurement blocks, choice
+   models, utilities, structural models, and the kernels under user-written equations)
+   against two references, with random cotangents, at five random parameter points (every
+   element of every parameter array random) and at extreme points: the default pullback
+   ``autodiff_vjp`` (``jax.vjp`` of the whole forward function), to 1e-12 of each leaf's
+   largest element, so that the fast path is proven equal to the default; and ``jax.vjp`` of
+   the forward function at one draw vmapped over the draws, a reference that cannot share a
+   mistake in the draws axis, to 1e-9. Both sides evaluate the same float64 closed forms of
+   O(1) inputs and differ only in the order of the chain rule and of the sums over draws,
+   tasks and indicators (tens of terms), so they agree to a few ulp; a wrong term (sign,
+   factor, index) gives errors of 1e-2..1.
 2. Whole models, through ``Problem(..., gradient=...)``: analytic vs autodiff per element,
    ``|g_an - g_ad| <= 1e-8 (|g_ad| + S)``, with the floor ``S = sum_i |s_i| / N`` from the
    per-individual scores ``s_i``: the gradient is a sum over individuals of terms of size
@@ -47,7 +50,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.integrate
 import scipy.special as sc
@@ -56,162 +58,12 @@ from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 import jaxiclv as jic
+from helpers import (EPS, N_DRAWS, RANGES, SharedScaleNormal, assert_trees_close,
+                     check_gradients, check_pullbacks, fd_bound, gradient_tolerance,
+                     panel_from_frame, problems_for,
+                     pullbacks_against_autodiff, random_values, randomize, simulated_frame,
+                     simulated_panel, third_differences, with_random_values)
 from jaxiclv._example import reference_panel, reference_truth
-
-EPS = float(np.finfo(np.float64).eps)
-
-
-# --------------------------------------------------------------------------------------------
-# Helpers
-# --------------------------------------------------------------------------------------------
-
-def leaf_rel_error(got, want) -> float:
-    """``max |got - want| / max |want|`` (0 if both are zero)."""
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
-    assert got.shape == want.shape, (got.shape, want.shape)
-    if got.size == 0:
-        return 0.0
-    scale = np.max(np.abs(want))
-    err = np.max(np.abs(got - want))
-    return 0.0 if err == 0.0 else err / max(scale, np.finfo(np.float64).tiny)
-
-
-def assert_trees_close(got, want, rtol, what="", mask=None):
-    """Leaf by leaf, same tree structure, ``leaf_rel_error <= rtol``; ``mask`` (a tree of
-    boolean arrays or None) restricts the comparison to its True entries."""
-    got_leaves, got_def = jax.tree_util.tree_flatten_with_path(got)
-    want_leaves, want_def = jax.tree_util.tree_flatten_with_path(want)
-    assert got_def == want_def, f"{what}: tree structures differ:\n{got_def}\n{want_def}"
-    masks = [None] * len(got_leaves) if mask is None else jax.tree.leaves(mask)
-    assert len(masks) == len(got_leaves)
-    for (path, g), (_, w), m in zip(got_leaves, want_leaves, masks):
-        g, w = np.asarray(g), np.asarray(w)
-        assert np.all(np.isfinite(g)), f"{what}{jax.tree_util.keystr(path)}: not finite: {g}"
-        if m is not None:
-            g, w = g[np.asarray(m)], w[np.asarray(m)]
-        err = leaf_rel_error(g, w)
-        assert err <= rtol, (f"{what}{jax.tree_util.keystr(path)}: relative difference {err:.3g} "
-                             f"> {rtol:g}\n got  {g}\n want {w}")
-
-
-# Ranges of random values for the parameter arrays, by field name.
-RANGES = {"alpha": (-1.0, 1.0), "zeta": (-1.5, 1.5), "log_sigma": (-0.5, 0.5),
-          "tau1": (-1.5, 0.0), "log_dtau": (-1.0, 0.5), "asc": (-1.0, 1.0),
-          "beta": (-1.5, 1.5), "theta": (-1.0, 1.0), "kappa": (-0.8, 0.8),
-          "gamma": (-1.0, 1.0), "b": (-0.9, 0.9)}
-
-
-def randomize(module, rng):
-    """``module`` with every element of every parameter array random (structural zeros too:
-    the pullbacks must hold for the arrays as the forward functions use them)."""
-    if isinstance(module, jic.AbstractChoice):
-        return eqx.tree_at(lambda m: m.utility, module, randomize(module.utility, rng))
-    fields = [f for f in RANGES if isinstance(getattr(module, f, None), jax.Array)]
-    new = [jnp.asarray(rng.uniform(*RANGES[f], size=getattr(module, f).shape)) for f in fields]
-    return eqx.tree_at(lambda m: [getattr(m, f) for f in fields], module, new)
-
-
-def random_values(names, latent_names, rng) -> np.ndarray:
-    """Non-trivial values for the named (free) parameters of a whole model."""
-    out = []
-    for name in names:
-        head = name.split(".")[0]
-        if name.endswith(".log_sigma"):
-            value = rng.uniform(-0.4, 0.3)
-        elif ".zeta." in name:
-            value = rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.3)
-        elif name.endswith(".tau1"):
-            value = rng.uniform(-1.5, -0.5)
-        elif ".log_dtau" in name:
-            value = rng.uniform(-0.7, 0.3)
-        elif ".b." in name and head in latent_names:
-            value = rng.choice([-1.0, 1.0]) * rng.uniform(0.3, 0.9)
-        elif head == "beta":
-            value = rng.uniform(-1.5, 1.5)
-        elif head == "kappa":
-            value = rng.uniform(-0.8, 0.8)
-        else:  # gamma, alpha, asc, theta
-            value = rng.uniform(-1.0, 1.0)
-        out.append(value)
-    return np.asarray(out, dtype=np.float64)
-
-
-def with_random_values(model, rng):
-    space = jic.ParameterSpace.from_model(model)
-    values = random_values(space.names, model.latent.names, rng)
-    return jic.set_values(model, dict(zip(space.names, values.tolist())))
-
-
-def simulated_frame(model, n, n_tasks, seed) -> pd.DataFrame:
-    """Long data simulated from ``model``, with every ordered indicator overwritten so that all
-    its levels (both open-ended ones included) occur."""
-    df = jic.simulate(model, n, n_tasks=n_tasks, seed=seed).data.copy()
-    for block in model.measurement:
-        if isinstance(block, (jic.OrderedProbit, jic.OrderedLogit)):
-            for k, item in enumerate(block.indicators):
-                df[item] = ((df["id"] + 2 * k + seed) % block.levels + 1).astype(float)
-    return df
-
-
-def panel_from_frame(model, df) -> jic.Panel:
-    """The panel of ``df`` for ``model``; for the multinomial logit with availability columns
-    (tasks 1, 4, ...: one alternative dropped when J >= 3; tasks 2, 5, ...: only the chosen one
-    left, so P = 1; the others: all available)."""
-    df = df.copy()
-    kwargs = dict(id="id", choice="choice", covariates=list(model.latent.covariates),
-                  indicators=[i for b in model.measurement for i in b.indicators])
-    choice = model.choice
-    if isinstance(choice, jic.MultinomialLogit):
-        alts = list(choice.utility.alternatives)
-        n_alt = len(alts)
-        chosen = df["choice"].map(alts.index).to_numpy()
-        available = np.ones((len(df), n_alt), dtype=int)
-        for row, (c, t) in enumerate(zip(chosen, df["task"].to_numpy())):
-            if t % 3 == 1 and n_alt >= 3:
-                available[row, (c + 1) % n_alt] = 0
-            elif t % 3 == 2:
-                available[row] = 0
-                available[row, c] = 1
-        for j, alt in enumerate(alts):
-            df[f"av_{alt}"] = available[:, j]
-        kwargs.update(attributes={a: [f"{a}_{alt}" for alt in alts] for a in choice.attributes},
-                      alternatives=alts, availability=[f"av_{alt}" for alt in alts])
-    elif choice is not None:
-        kwargs["attributes"] = list(choice.attributes)
-    return jic.Panel.from_dataframe(df, **kwargs)
-
-
-def simulated_panel(model, n, n_tasks, seed) -> jic.Panel:
-    return panel_from_frame(model, simulated_frame(model, n, n_tasks, seed))
-
-
-def gradient_tolerance(grad_ref, scores, rtol):
-    """Per element: ``rtol (|g_p| + sum_i |s_ip| / N)`` (see the module docstring)."""
-    return rtol * (np.abs(np.asarray(grad_ref)) + np.mean(np.abs(np.asarray(scores)), axis=0))
-
-
-def third_differences(loglik, theta, step=1e-2) -> np.ndarray:
-    """The third derivative along every coordinate,
-    ``(f(t+2k) - 2f(t+k) + 2f(t-k) - f(t-2k)) / 2k^3`` with ``k = step max(|t|, 1)``: truncation
-    ``O(k^2 f^(5))``, rounding ``~3 delta / k^3 ~ 1e6 eps |f|``, both negligible for its use (a
-    factor in an error bound)."""
-    theta = np.asarray(theta, dtype=np.float64)
-    k = step * np.maximum(np.abs(theta), 1.0)
-    out = np.empty_like(theta)
-    for p in range(theta.size):
-        e = np.zeros_like(theta)
-        e[p] = k[p]
-        f = [float(loglik(jnp.asarray(theta + c * e))) for c in (2.0, 1.0, -1.0, -2.0)]
-        out[p] = (f[0] - 2.0 * f[1] + 2.0 * f[2] - f[3]) / (2.0 * k[p] ** 3)
-    return out
-
-
-def fd_bound(theta, value, third) -> np.ndarray:
-    """Error bound of ``Problem``'s central differences, ``2 (h^2 |f'''| / 6 + 64 eps |f| / h)``
-    with ``h = eps^(1/3) max(|theta|, 1)`` (see the module docstring)."""
-    theta = np.asarray(theta)
-    h = EPS ** (1.0 / 3.0) * np.maximum(np.abs(theta), 1.0)
-    return 2.0 * (h * h / 6.0 * np.abs(np.asarray(third)) + 64.0 * EPS * abs(float(value)) / h)
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,43 +74,17 @@ N_POINTS = 5
 R_COMPONENT = 7
 
 
-@jax.jit
-def _measurement_pullbacks(block, values, lv, w):
-    loglik, vjp = block.loglik_vjp(values, lv)
-    grads, d_lv = vjp(w)
-    # the reference: one draw at a time, independent of how the block lays out its draws axis
-    per_draw = lambda m, l: jax.vmap(lambda l_r: m.loglik(values, l_r[:, None])[0], in_axes=1)(l)
-    ref_loglik, pullback = jax.vjp(per_draw, block, lv)
-    ref_grads, ref_d_lv = pullback(w)
-    return (loglik, grads, d_lv), (ref_loglik, ref_grads, ref_d_lv)
+def _quadratic_index(p, z, lv):
+    """A mean nonlinear in two latent variables, with a covariate."""
+    return {"y1": p["a1"] + p["z1"] * lv["a"] * jnp.exp(p["c"] * lv["b"]) + p["d"] * z["z1"],
+            "y2": p["a2"] + p["z2"] * lv["b"] ** 2}
 
 
-@jax.jit
-def _choice_pullbacks(choice, x, chosen, available, task_mask, lv, w):
-    loglik, vjp = choice.loglik_vjp(x, chosen, available, task_mask, lv)
-    grads, d_lv = vjp(w)
-    per_draw = lambda m, l: jax.vmap(
-        lambda l_r: m.loglik(x, chosen, available, task_mask, l_r[:, None])[0], in_axes=1)(l)
-    ref_loglik, pullback = jax.vjp(per_draw, choice, lv)
-    ref_grads, ref_d_lv = pullback(w)
-    return (loglik, grads, d_lv), (ref_loglik, ref_grads, ref_d_lv)
-
-
-@jax.jit
-def _structural_pullbacks(structural, z, eta, g):
-    lv, vjp = structural.latent_vjp(z, eta)
-    grads = vjp(g)
-    ref_lv, pullback = jax.vjp(lambda s: jax.vmap(s, in_axes=(None, 0), out_axes=1)(z, eta),
-                               structural)
-    (ref_grads,) = pullback(g)
-    return (lv, grads), (ref_lv, ref_grads)
-
-
-def _check_component(got, want, what):
-    (loglik, grads, d_lv), (ref_loglik, ref_grads, ref_d_lv) = got, want
-    np.testing.assert_allclose(loglik, ref_loglik, rtol=1e-12, atol=0, err_msg=what)
-    assert_trees_close(grads, ref_grads, 1e-9, what=f"{what} params")
-    assert_trees_close(d_lv, ref_d_lv, 1e-9, what=f"{what} d/dLV")
+def _user_index(**kinds):
+    return jic.IndexEquation(_quadratic_index, {"a1": 0.1, "z1": 1.0, "c": 0.2, "d": 0.3,
+                                                "a2": -0.2, "z2": 0.5},
+                             indicators=["y1", "y2"], latent=["a", "b"], covariates=["z1"],
+                             **kinds)
 
 
 MEASUREMENT_BLOCKS = {
@@ -268,25 +94,42 @@ MEASUREMENT_BLOCKS = {
     "ologit": lambda: jic.OrderedLogit({"a": ["q1"], "b": ["q2", "q3"]}, levels=4),
     "oprobit-2-levels": lambda: jic.OrderedProbit({"a": ["q1"], "b": ["q2"]}, levels=2),
     "ologit-2-levels": lambda: jic.OrderedLogit({"a": ["q1", "q2"]}, levels=2),
+    # item intercepts and scales, thresholds shared by the items
+    "oprobit-shared": lambda: jic.OrderedProbit({"a": ["q1", "q2"], "b": ["q3", "q2"]},
+                                                levels=5, shared_thresholds="s",
+                                                intercepts=True, scales=True),
+    "ologit-shared-symmetric": lambda: jic.OrderedLogit(
+        {"a": ["q1"], "b": ["q2", "q3"]}, levels=4, shared_thresholds="s", symmetric=True,
+        intercepts=True, scales=True),
+    "oprobit-symmetric": lambda: jic.OrderedProbit({"a": ["q1", "q2"]}, levels=5,
+                                                   symmetric=True, intercepts=True),
+    "oprobit-symmetric-2-levels": lambda: jic.OrderedProbit({"a": ["q1", "q2"]}, levels=2,
+                                                            symmetric=True, intercepts=True),
+    # user-written index equations under the built-in kernels
+    "normal-equation": lambda: jic.NormalIndicators(equation=_user_index()),
+    "oprobit-equation": lambda: jic.OrderedProbit(equation=_user_index(), levels=4,
+                                                  shared_thresholds="t", scales=True),
 }
+
+
+def _measurement_inputs(block, point, rng, scale=1.0):
+    n_items, n_lv = len(block.indicators), len(block.latent)
+    if isinstance(block, jic.NormalIndicators):
+        values = rng.normal(size=n_items) * 2.0
+    else:  # every level, both open ends included, over the points
+        values = ((np.arange(n_items) + point) % block.levels + 1).astype(np.float64)
+    covariates = rng.normal(size=len(block.covariates))
+    lv = scale * rng.normal(size=(n_lv, R_COMPONENT))  # draws last
+    return (values, covariates), lv, rng.normal(size=R_COMPONENT)
 
 
 @pytest.mark.parametrize("name", list(MEASUREMENT_BLOCKS))
 def test_measurement_pullback_matches_autodiff(name):
     rng = np.random.default_rng(list(MEASUREMENT_BLOCKS).index(name))
     block = MEASUREMENT_BLOCKS[name]()
-    n_items, n_lv = len(block.indicators), len(block.latent)
     for point in range(N_POINTS):
         block = randomize(block, rng)
-        if isinstance(block, jic.NormalIndicators):
-            values = rng.normal(size=n_items) * 2.0
-        else:  # every level, both open ends included, over the points
-            values = ((np.arange(n_items) + point) % block.levels + 1).astype(np.float64)
-        lv = rng.normal(size=(n_lv, R_COMPONENT))  # draws last
-        w = rng.normal(size=R_COMPONENT)
-        got, want = _measurement_pullbacks(block, jnp.asarray(values), jnp.asarray(lv),
-                                           jnp.asarray(w))
-        _check_component(got, want, f"{name} point {point}")
+        check_pullbacks(block, *_measurement_inputs(block, point, rng), f"{name} point {point}")
 
 
 def _task_inputs(rng, n_tasks, n_alt, n_attr, binary):
@@ -304,58 +147,100 @@ def _task_inputs(rng, n_tasks, n_alt, n_attr, binary):
     return x, chosen.astype(np.int32), available, task_mask
 
 
+def _time_scaled_utility(p, x, lv):
+    """``b_time exp(lambda LV) time + b_cost cost / income``, alternative-specific constants."""
+    return (jnp.stack([0.0, p["asc_B"], p["asc_C"], p["asc_D"]])
+            + p["b_time"] * jnp.exp(p["lambda"] * lv["a"]) * x["x1"]
+            + p["b_cost"] * x["x2"] / (1.5 + x["x3"] ** 2)
+            + p["theta"] * lv["b"] * jnp.array([0.0, 1.0, 0.0, 1.0]))
+
+
+def _probit_index(p, x, lv):
+    return p["c"] + p["b1"] * x["x1"] * jnp.exp(p["l"] * lv["a"]) + p["b2"] * x["x2"] * lv["b"]
+
+
 CHOICE_MODELS = {
     "binary-probit": lambda: jic.BinaryProbit(attributes=["x1", "x2", "x3"], latent=["a", "b"],
                                               interactions={"x1": ["b"], "x3": ["a", "b"]}),
     "mnl": lambda: jic.MultinomialLogit(["A", "B", "C", "D"], attributes=["x1", "x2"],
                                         latent={"a": ["B", "C"], "b": ["D"]},
                                         interactions={"x1": ["a"], "x2": ["a", "b"]}),
+    "mnl-specific-scaled": lambda: jic.MultinomialLogit(
+        ["A", "B", "C", "D"], attributes=["x1", "x2", "x3"], latent={"a": ["B", "C"]},
+        alternative_specific={"x2": ["A", "C"], "x3": ["A", "B", "C", "D"]}, scale=True),
+    "binary-scaled": lambda: jic.BinaryProbit(attributes=["x1"], latent=["a"], scale=True),
+    "mnl-utility": lambda: jic.MultinomialLogit(["A", "B", "C", "D"], utility=jic.Utility(
+        _time_scaled_utility, {"asc_B": 0.1, "asc_C": -0.2, "asc_D": 0.3, "b_time": -0.5,
+                               "lambda": 0.2, "b_cost": -1.0, "theta": 0.4},
+        attributes=["x1", "x2", "x3"], latent=["a", "b"])),
+    "binary-utility": lambda: jic.BinaryProbit(utility=jic.Utility(
+        _probit_index, {"c": 0.1, "b1": -0.5, "l": 0.3, "b2": 0.7}, attributes=["x1", "x2"],
+        latent=["a", "b"]), scale=True),
 }
+
+
+def _choice_inputs(choice, rng, n_tasks=5, scale=1.0):
+    data = _task_inputs(rng, n_tasks, choice.n_alternatives, len(choice.attributes),
+                        choice.binary)
+    return data, scale * rng.normal(size=(len(choice.latent), R_COMPONENT)), rng.normal(
+        size=R_COMPONENT)
 
 
 @pytest.mark.parametrize("name", list(CHOICE_MODELS))
 def test_choice_pullback_matches_autodiff(name):
-    rng = np.random.default_rng(7 if name == "mnl" else 8)
+    rng = np.random.default_rng(list(CHOICE_MODELS).index(name) + 7)
     choice = CHOICE_MODELS[name]()
-    binary = isinstance(choice, jic.BinaryProbit)
-    n_alt, n_attr, n_lv = choice.n_alternatives, len(choice.attributes), len(choice.latent)
     for point in range(N_POINTS):
         choice = randomize(choice, rng)
-        inputs = _task_inputs(rng, 5, n_alt, n_attr, binary)
-        lv = rng.normal(size=(n_lv, R_COMPONENT))  # draws last
-        w = rng.normal(size=R_COMPONENT)
-        got, want = _choice_pullbacks(choice, *map(jnp.asarray, inputs), jnp.asarray(lv),
-                                      jnp.asarray(w))
-        _check_component(got, want, f"{name} point {point}")
+        check_pullbacks(choice, *_choice_inputs(choice, rng), f"{name} point {point}")
+
+
+@pytest.mark.parametrize("name", ["binary-probit", "mnl", "mnl-specific-scaled", "mnl-utility"])
+def test_utility_pullback_matches_autodiff(name):
+    """The utility inside a choice model on its own: ``V`` ``(T, J, R)`` and its pullback for a
+    random cotangent of ``V``."""
+    rng = np.random.default_rng(30 + list(CHOICE_MODELS).index(name))
+    choice = CHOICE_MODELS[name]()
+    utility = choice.utility
+    for point in range(N_POINTS):
+        utility = randomize(utility, rng)
+        (x, *_), lv, _ = _choice_inputs(choice, rng)
+        cotangent = rng.normal(size=(x.shape[0], choice.n_alternatives, R_COMPONENT))
+        check_pullbacks(utility, x, lv, cotangent, f"{name} utility point {point}")
 
 
 def _chain_structural():
     # Declared out of topological order; a -> b -> c and a -> c; free scales for b and c.
     return jic.Structural({"c": ["z1"], "a": ["z1", "z2"], "b": ["z2", "z3"]},
-                          parents={"b": ["a"], "c": ["b", "a"]}, free_scale=["b", "c"])
+                          parents={"b": ["a"], "c": ["b", "a"]}, free_scale=["b", "c"],
+                          intercepts=["c"])
 
 
-def _labelled(module):
-    """A tree of boolean masks: True where ``module.labels()`` names a parameter."""
-    return jax.tree.map(lambda label: np.asarray(label, dtype=str) != "", module.labels())
+def _squared_path(p, z, eta):
+    a = p["g"] * z["z1"] + eta["a"]
+    return {"a": a, "b": p["m"] + p["b"] * a ** 2 + jnp.exp(p["log_s"]) * eta["b"]}
 
 
-def test_structural_pullback_matches_autodiff():
+STRUCTURAL_MODELS = {
+    "linear-chain": _chain_structural,
+    "user-equations": lambda: jic.LatentEquations(
+        _squared_path, {"g": 0.5, "m": 0.1, "b": 0.3, "log_s": 0.0}, names=["a", "b"],
+        covariates=["z1"], log_parameters=["log_s"]),
+}
+
+
+@pytest.mark.parametrize("name", list(STRUCTURAL_MODELS))
+def test_structural_pullback_matches_autodiff(name):
     rng = np.random.default_rng(11)
-    structural = _chain_structural()
+    structural = STRUCTURAL_MODELS[name]()
     n_lv, n_cov = structural.n_latent, len(structural.covariates)
     for point in range(N_POINTS):
         structural = randomize(structural, rng)
-        z = rng.normal(size=n_cov)
-        eta = rng.normal(size=(R_COMPONENT, n_lv))
+        z, eta = rng.normal(size=n_cov), rng.normal(size=(R_COMPONENT, n_lv))
         g = rng.normal(size=(n_lv, R_COMPONENT))  # d loglik / d LV, draws last
-        (lv, grads), (ref_lv, ref_grads) = _structural_pullbacks(
-            structural, jnp.asarray(z), jnp.asarray(eta), jnp.asarray(g))
-        np.testing.assert_allclose(lv, ref_lv, rtol=1e-13, atol=0)
-        # Every labelled parameter: gamma (all covariates enter every equation), the paths
-        # b[child, parent], and log_sigma of every latent variable (free or not).
-        assert_trees_close(grads, ref_grads, 1e-9, what=f"structural point {point}",
-                           mask=_labelled(structural))
+        # every element of gamma, b (paths and not: b[l, m] off the paths does not enter, so
+        # its derivative is 0), the intercepts and log_sigma of every latent variable
+        check_pullbacks(structural, z, eta, g, f"{name} point {point}")
 
 
 def test_structural_pullback_is_zero_for_paths_not_in_the_model():
@@ -365,12 +250,42 @@ def test_structural_pullback_is_zero_for_paths_not_in_the_model():
     rng = np.random.default_rng(12)
     structural = randomize(_chain_structural(), rng)
     z, eta, g = rng.normal(size=3), rng.normal(size=(4, 3)), rng.normal(size=(3, 4))
-    (_, grads), (_, ref_grads) = _structural_pullbacks(structural, jnp.asarray(z),
-                                                       jnp.asarray(eta), jnp.asarray(g))
+    ours = check_pullbacks(structural, z, eta, g, "structural")
     not_a_path = np.asarray(structural.labels().b, dtype=str) == ""
-    assert np.all(np.asarray(ref_grads.b)[not_a_path] == 0.0)
-    np.testing.assert_array_equal(np.asarray(grads.b)[not_a_path], 0.0,
+    np.testing.assert_array_equal(np.asarray(ours[1].b)[not_a_path], 0.0,
                                   err_msg="analytic d/db at entries that are not paths")
+
+
+# Extreme but valid points for every built-in kernel: the default autodiff pullback and the
+# hand-derived one are the same closed forms in another order, so they agree to rounding here
+# too (the probit kernel's derivative is a custom_jvp of density ratios on both sides; the MNL's
+# y - P against autodiff of logsumexp).
+EXTREME = {
+    # probit and logit far tails: indices of +-30 against thresholds near 0
+    "oprobit-index-30": ("oprobit", dict(zeta=(20.0, 30.0)), 1.0),
+    "ologit-index-30": ("ologit", dict(zeta=(20.0, 30.0)), 1.0),
+    "oprobit-shared-tiny-scales": ("oprobit-shared", dict(log_scale=(-6.0, -5.0)), 1.0),
+    "normal-sigma-1e-4": ("normal", dict(log_sigma=(-9.3, -9.1)), 1.0),
+    "normal-sigma-1e4": ("normal", dict(log_sigma=(9.1, 9.3)), 1.0),
+    # utilities of +-40
+    "mnl-utilities-40": ("mnl", dict(beta=(-20.0, 20.0), theta=(-10.0, 10.0)), 2.0),
+    "binary-utilities-38": ("binary-probit", dict(beta=(-13.0, 13.0), asc=(-4.0, 4.0)), 1.0),
+    "mnl-utility-40": ("mnl-utility", {}, 8.0),
+}
+
+
+@pytest.mark.parametrize("name", list(EXTREME))
+def test_pullbacks_at_extreme_points(name):
+    base, ranges, lv_scale = EXTREME[name]
+    rng = np.random.default_rng(list(EXTREME).index(name) + 40)
+    registry = MEASUREMENT_BLOCKS if base in MEASUREMENT_BLOCKS else CHOICE_MODELS
+    component = randomize(registry[base](), rng, {**RANGES, **ranges})
+    if registry is MEASUREMENT_BLOCKS:
+        data, lv, w = _measurement_inputs(component, 1, rng, scale=lv_scale)
+    else:
+        data, lv, w = _choice_inputs(component, rng, scale=lv_scale)
+    ours = check_pullbacks(component, data, lv, w, name)
+    assert np.all(np.isfinite(np.asarray(ours[0])))
 
 
 def _small_model(paths=True):
@@ -405,7 +320,6 @@ def test_check_grads_of_the_custom_vjp_loglik():
 N_INDIVIDUALS = 6
 BALANCED = 3
 UNBALANCED = [1, 3, 2, 3, 1, 2]  # the same padded shape (6 individuals x 3 tasks) as BALANCED
-N_DRAWS = 5
 
 
 def grid_model(measurement, choice, paths):
@@ -424,60 +338,6 @@ def grid_model(measurement, choice, paths):
                                             latent={"a": ["B", "C"], "b": ["C"]},
                                             interactions={"x1": ["a"], "x2": ["b"]})
     return jic.ICLV(latent, block, choice_model)
-
-
-def problems_for(model, panel, seed=0, n_draws=N_DRAWS, gradients=jic.GRADIENTS, **kwargs):
-    """One Problem per gradient mode. Problem's jitted functions take the parameter space and
-    the data as arguments, so problems of the same structure and shapes share compilations."""
-    draws = jic.Halton(n_draws, seed=seed)
-    return {g: jic.Problem(model, panel, draws=draws, gradient=g, **kwargs) for g in gradients}
-
-
-def check_gradients(problems, theta, what, finite_differences=True, autodiff_scores=True,
-                    rtol=1e-8, extra_atol=0.0, value_atol=0.0):
-    """Analytic vs autodiff (and central differences) at ``theta``; returns what it computed.
-    ``extra_atol`` and ``value_atol`` widen the tolerances of the gradients and of the values
-    at ill-conditioned points."""
-    an, ad = problems["analytic"], problems["autodiff"]
-    value, grad = map(np.asarray, an.loglik_and_grad(theta))
-    ad_value, ad_grad = map(np.asarray, ad.loglik_and_grad(theta))
-    scores = np.asarray(an.scores(theta))
-    # the floor of the tolerances comes from the autodiff scores when they are computed
-    ad_scores = np.asarray(ad.scores(theta)) if autodiff_scores else scores
-    names = an.space.names
-    assert np.isfinite(value) and np.all(np.isfinite(grad)) and np.all(np.isfinite(scores)), what
-    assert grad.shape == (an.space.size,) and scores.shape == (an.panel.n_individuals, grad.size)
-    # the values: one LL, three code paths (a few ulp)
-    assert value == pytest.approx(ad_value, rel=1e-13, abs=value_atol), what
-    assert value == pytest.approx(float(an.loglik(theta)), rel=1e-13, abs=value_atol), what
-    # analytic == autodiff, per element with the score floor (module docstring)
-    tolerance = gradient_tolerance(ad_grad, ad_scores, rtol) + extra_atol
-    bad = ~(np.abs(grad - ad_grad) <= tolerance)
-    assert not bad.any(), (what, [names[p] for p in np.flatnonzero(bad)],
-                           (grad - ad_grad)[bad], tolerance[bad])
-    # per-individual scores: analytic == autodiff, and they sum to the gradient (the same
-    # per-individual terms, summed: ~N eps)
-    if autodiff_scores:
-        score_tolerance = (rtol * (np.abs(ad_scores) + np.mean(np.abs(ad_scores), axis=0))
-                           + extra_atol)
-        bad = ~(np.abs(scores - ad_scores) <= score_tolerance)
-        assert ad_scores.shape == scores.shape and not bad.any(), (
-            what, "scores", np.argwhere(bad)[:5])
-    np.testing.assert_allclose(scores.sum(axis=0), grad, rtol=0,
-                               atol=1e-12 * np.abs(scores).sum(axis=0).max(), err_msg=what)
-    out = dict(value=value, grad=grad, scores=scores, ad_grad=ad_grad, ad_scores=ad_scores)
-    if finite_differences:
-        fd_value, fd_grad = map(np.asarray, problems["finite-difference"].loglik_and_grad(theta))
-        assert fd_value == pytest.approx(ad_value, rel=1e-13, abs=value_atol)
-        bound = fd_bound(theta, ad_value, third_differences(an.loglik, theta))
-        bad = ~(np.abs(fd_grad - grad) <= bound + tolerance)
-        assert not bad.any(), (what, "finite differences", [names[p] for p in np.flatnonzero(bad)],
-                               (fd_grad - grad)[bad], bound[bad])
-        # the bound is tight enough to catch a wrong gradient: <= 1e-6 of the typical size
-        # of a gradient element (a sum of N scores)
-        assert bound.max() <= 1e-6 * np.abs(ad_scores).sum(axis=0).mean(), (what, bound.max())
-        out["fd_grad"] = fd_grad
-    return out
 
 
 # Each measurement x choice cell with and without LV-on-LV paths (the paths come with a free
@@ -635,61 +495,16 @@ def test_structured_hessian_without_choice_with_fixed_parameters():
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
 
 
-class SharedScaleNormal(jic.AbstractMeasurement):
-    """A user-defined block: normal indicators of one latent variable with one standard
-    deviation shared by all of them (a scalar parameter, not one row per indicator)."""
-
-    alpha: jax.Array
-    zeta: jax.Array
-    log_sigma: jax.Array
-    indicators: tuple[str, ...] = eqx.field(static=True)
-    latent: tuple[str, ...] = eqx.field(static=True)
-
-    def __init__(self, lv, items):
-        self.indicators, self.latent = tuple(items), (lv,)
-        self.alpha = jnp.zeros(len(items))
-        self.zeta = jnp.ones((len(items), 1))
-        self.log_sigma = jnp.zeros(())
-
-    def terms(self, values, lv):
-        z = ((values - self.alpha)[:, None] - self.zeta @ lv) * jnp.exp(-self.log_sigma)  # (K, R)
-        return jnp.sum(-0.5 * z * z - self.log_sigma - 0.5 * math.log(2 * math.pi), axis=0), z
-
-    def loglik_vjp(self, values, lv):
-        loglik, z = self.terms(values, lv)  # (R,), (K, R)
-
-        def vjp(w):
-            d_mean = w[None, :] * z * jnp.exp(-self.log_sigma)  # (K, R)
-            grads = eqx.tree_at(lambda b: (b.alpha, b.zeta, b.log_sigma), self,
-                                (d_mean.sum(1), d_mean @ lv.T, jnp.sum(w[None, :] * (z * z - 1))))
-            return grads, self.zeta.T @ d_mean
-        return loglik, vjp
-
-    def sample(self, rng, lv):
-        mean = np.asarray(self.alpha) + lv @ np.asarray(self.zeta).T
-        return mean + np.exp(float(self.log_sigma)) * rng.standard_normal(mean.shape)
-
-    def check_data(self, values, ids):
-        pass
-
-    def labels(self):
-        items, lv = self.indicators, self.latent[0]
-        return eqx.tree_at(lambda b: (b.alpha, b.zeta, b.log_sigma), self, (
-            np.array([f"{i}.alpha" for i in items], dtype=object),
-            np.array([[f"{i}.zeta.{lv}"] for i in items], dtype=object),
-            np.array("shared.log_sigma", dtype=object)))
-
-
 def test_structured_hessian_with_a_shared_parameter_block():
-    """A block whose parameters are not one row per indicator is not split into indicator
-    groups (its parameters get their own directions), and the Hessian stays exact."""
+    """A user-written block (default pullback) whose per-indicator terms share a parameter:
+    the colouring joins the terms through it, and the Hessian stays exact."""
     model = jic.ICLV(jic.Structural({"a": ["z1"]}),
                      [SharedScaleNormal("a", ["y1", "y2", "y3"]),
                       jic.OrderedProbit({"a": ["q1", "q2"]}, levels=3)],
                      jic.BinaryProbit(attributes=["x1"], latent=["a"]))
-    groups = model.interaction_groups()
-    assert groups["shared.log_sigma"] is None and groups["y2.alpha"] is None
-    assert groups["q2.tau1"] == "indicator q2" and groups["beta.x1"] == "choice"
+    terms = model.parameter_terms()
+    assert len(terms["shared.log_sigma"]) == 3 and terms["a.gamma.z1"] is None
+    assert len(terms["y2.alpha"]) == 1 and terms["q2.tau1"] != terms["beta.x1"]
     rng = np.random.default_rng(4)
     model = with_random_values(model, rng)
     problem = jic.Problem(model, simulated_panel(model, 6, 2, 4), draws=jic.Halton(4))
@@ -701,19 +516,37 @@ def test_structured_hessian_with_a_shared_parameter_block():
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
 
 
-def test_compressed_directions_recover_a_sparse_hessian_exactly():
-    """Colouring and read-back on a random symmetric matrix with the interaction pattern of
-    ICLV.interaction_groups: structural parameters (None) dense, others only within groups."""
-    from jaxiclv._structured_hessian import _recover, compressed_directions
-    groups = [None, "q1", "q1", "q2", "choice", None, "q2", "q2", "choice", "q3"]
-    colors, n_colors = compressed_directions(groups)
-    assert n_colors == 2 + 3  # two structural parameters + the largest group (q2)
-    rng = np.random.default_rng(0)
-    h = rng.standard_normal((len(groups), len(groups)))
+def _random_pattern_hessian(terms, rng):
+    """A random symmetric matrix with the interaction pattern of ``terms``: structural
+    parameters (None) dense, the others nonzero only with parameters of a common term."""
+    h = rng.standard_normal((len(terms), len(terms)))
     h = h + h.T
-    h *= np.array([[a is None or b is None or a == b for b in groups] for a in groups])
-    directions = np.eye(n_colors)[:, colors]  # (C, P)
-    np.testing.assert_array_equal(np.asarray(_recover(directions @ h, groups, colors)), h)
+    return h * np.array([[a is None or b is None or bool(a & b) for b in terms] for a in terms])
+
+
+@pytest.mark.parametrize("case", ["partition", "overlapping"])
+def test_compressed_directions_recover_a_sparse_hessian_exactly(case):
+    """Colouring and read-back on random symmetric matrices with the pattern of
+    ICLV.parameter_terms: disjoint terms (the built-in blocks) and terms joined by shared
+    parameters."""
+    from jaxiclv._structured_hessian import _recover, compressed_directions
+    f = frozenset
+    if case == "partition":
+        terms = [None, f("1"), f("1"), f("2"), f("c"), None, f("2"), f("2"), f("c"), f("3")]
+        expected_colors = 2 + 3  # two structural parameters + the largest term (2)
+    else:  # p1 joins terms 1 and 2 (a shared threshold), p8 terms 3 and c
+        terms = [None, f("12"), f("1"), f("1"), f("2"), f("3"), f("3"), f("c"), f("3c"), f("4")]
+        expected_colors = None
+    terms = [None if t is None else f(t) for t in terms]
+    colors, n_colors = compressed_directions(terms)
+    if expected_colors is not None:
+        assert n_colors == expected_colors
+    assert n_colors < len(terms)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        h = _random_pattern_hessian(terms, rng)
+        directions = np.eye(n_colors)[:, colors]  # (C, P)
+        np.testing.assert_array_equal(np.asarray(_recover(directions @ h, terms, colors)), h)
 
 
 @pytest.mark.slow
@@ -760,7 +593,7 @@ def _large_utilities(df):
 def _binary_utilities(model, df):
     utility = model.choice.utility
     x = df[list(model.choice.attributes)].to_numpy()
-    return float(utility.asc[0]) + x @ np.asarray(utility.beta)  # without LV terms
+    return float(utility.asc[0]) + x @ np.asarray(utility.beta)[0]  # without LV terms
 
 
 def test_binary_probit_utilities_at_35():
@@ -955,7 +788,7 @@ def _ordered_reference(block, values, lv, w):
     the sums over the terms themselves (``P``'s relative error is ``~kappa eps``: 16 eps kappa
     allowed against 64 eps for the rest)."""
     tau = np.asarray(block.thresholds)  # the very floats the block uses
-    zeta = np.asarray(block.zeta)
+    zeta = np.asarray(block.index.zeta)
     n_items, n_levels = tau.shape[0], tau.shape[1] + 1
     edges = np.concatenate([np.full((n_items, 1), -np.inf), tau, np.full((n_items, 1), np.inf)], 1)
     d_edges, d_edges_abs = np.zeros_like(edges), np.zeros_like(edges)
@@ -985,7 +818,7 @@ def _ordered_reference(block, values, lv, w):
 
     def thresholds(d):
         tail = np.cumsum(d[:, 1:-1][:, ::-1], axis=1)[:, ::-1]
-        return tail[:, 0], np.exp(np.asarray(block.log_dtau)) * tail[:, 1:]
+        return tail[:, 0], np.exp(np.asarray(block.log_increments)) * tail[:, 1:]
 
     (tau1, log_dtau), (tau1_abs, log_dtau_abs) = thresholds(d_edges), thresholds(d_edges_abs)
     return (dict(tau1=tau1, log_dtau=log_dtau, zeta=d_zeta, lv=d_lv),
@@ -996,7 +829,7 @@ def _ordered_reference(block, values, lv, w):
 @pytest.mark.parametrize("centre", [0.3, -4.0, -25.0])
 def test_ordered_block_with_thresholds_1e6_apart_against_quadrature(name, centre):
     """Every interval 1e-6 wide (levels 2 and 3), or open-ended, around ``centre``; the
-    gradients of the block alone (the same compiled pullback as in section 1) against the
+    gradients of the block alone (the same compiled pullbacks as in section 1) against the
     quadrature reference. Both the analytic and the autodiff gradient sum +-f/P ~ 1e6 terms
     into O(1) results, so both are good to ~eps times the sum of the absolute terms (and not
     better: rounding of those terms, not of the inputs, which are identical on all sides);
@@ -1004,22 +837,22 @@ def test_ordered_block_with_thresholds_1e6_apart_against_quadrature(name, centre
     block = MEASUREMENT_BLOCKS[name]()
     n_items, n_lv = len(block.indicators), len(block.latent)
     rng = np.random.default_rng(21)
-    log_dtau = np.log(np.tile([1e-6, 1e-6] + [0.5] * (block.levels - 3), (n_items, 1)))
+    log_dtau = np.log(np.tile([1e-6, 1e-6] + [0.5] * (block.levels - 4), (n_items, 1)))
     zeta = rng.integers(-12, 13, size=(n_items, n_lv)) / 16.0  # dyadic: the index is exact
-    block = eqx.tree_at(lambda m: (m.zeta, m.tau1, m.log_dtau), block,
+    block = eqx.tree_at(lambda m: (m.index.zeta, m.tau1, m.log_increments), block,
                         (jnp.asarray(zeta), jnp.full(n_items, centre),
                          jnp.asarray(log_dtau)))
     values = np.array([(2.0, 3.0, 1.0, float(block.levels))[k % 4] for k in range(n_items)])
     lv = rng.integers(-8, 9, size=(R_COMPONENT, n_lv)) / 8.0  # (R, L) here, draws last below
     w = rng.normal(size=R_COMPONENT)
-    (_, grads, d_lv), (_, ref_grads, ref_d_lv) = _measurement_pullbacks(
-        block, jnp.asarray(values), jnp.asarray(lv.T), jnp.asarray(w))
+    ours, default, one_draw = pullbacks_against_autodiff(
+        block, (jnp.asarray(values), jnp.zeros(0)), jnp.asarray(lv.T), jnp.asarray(w))
     reference, scale = _ordered_reference(block, values, lv, w)
     assert scale["tau1"].max() > 1e5  # the scenario does reach the cancelling sums
-    for what, got in (("analytic", (grads, d_lv)), ("autodiff", (ref_grads, ref_d_lv))):
-        g, dl = got
-        for field, value in (("tau1", g.tau1), ("log_dtau", g.log_dtau), ("zeta", g.zeta),
-                             ("lv", np.asarray(dl).T)):
+    for what, (_, g, dl) in (("analytic", ours), ("autodiff", default),
+                             ("one-draw autodiff", one_draw)):
+        for field, value in (("tau1", g.tau1), ("log_dtau", g.log_increments),
+                             ("zeta", g.index.zeta), ("lv", np.asarray(dl).T)):
             value, expected = np.asarray(value), reference[field]
             tolerance = 1e-12 * np.abs(expected) + 64.0 * EPS * scale[field]
             assert np.all(np.isfinite(value)), (what, field)
@@ -1040,7 +873,8 @@ def _analytic_and_autodiff(space, theta, data, draws):
     _, per_individual = jic.loglik_and_grad_per_individual(model, data, draws)
     ad_value, ad_grad = jax.value_and_grad(
         lambda t: jic.simulated_loglik(space.unflatten(t), data, draws))(theta)
-    return value, space.flatten(grad), jax.vmap(space.flatten)(per_individual), ad_value, ad_grad
+    return (value, space.flatten_gradient(grad), jax.vmap(space.flatten_gradient)(per_individual),
+            ad_value, ad_grad)
 
 
 @st.composite

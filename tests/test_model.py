@@ -195,7 +195,7 @@ def test_set_values_by_name():
     assert values["beta.x2"] == 0.0  # untouched
     # the arrays themselves hold the values where the names say
     assert float(model.latent.b[1, 0]) == 0.6
-    assert float(model.choice.utility.beta[0]) == -0.5
+    assert float(model.choice.utility.beta[0, 0]) == -0.5
 
 
 def test_set_values_rejects_unknown_names_with_a_hint():
