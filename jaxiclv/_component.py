@@ -8,19 +8,18 @@ cotangent of every parameter array (a module of the same structure) and of the i
 any forward function written in jax.numpy; the built-in kernels override it with their
 hand-derived pullbacks (the fast path), and the tests check each against the default.
 
-What ``data``, ``inputs`` and the output are depends on the role (one individual; the draws
-are the last axis of every per-draw array):
+What ``data`` (not differentiated), ``inputs`` and the output are depends on the role (one
+individual; the draws are the last axis of every per-draw array):
 
-=================  ======================================  ===============  ================
-role               data (not differentiated)               inputs           output
-=================  ======================================  ===============  ================
-structural model   covariates ``(C,)``                     draws ``(R, D)``  LVs ``(L, R)``
-measurement block  indicators ``(K,)``, covariates          LVs ``(L, R)``  ``log f`` ``(R,)``
-choice model       attributes ``(T, J, A)``, choices,      LVs ``(L, R)``  ``log P`` ``(R,)``
-                   availability, task mask
-utility            attributes ``(T, J, A)``                LVs ``(L, R)``  ``V`` ``(T, J, R)``
-index              covariates ``(C,)``                     LVs ``(L, R)``  ``mu`` ``(K, R)``
-=================  ======================================  ===============  ================
+- structural model: covariates ``(C,)``; draws ``(R, D)``; latent variables ``(L, R)``;
+- measurement block: indicator values ``(K,)`` and covariates; latent variables ``(L, R)``;
+  ``sum_k log f(y_k | LV_r)`` ``(R,)``;
+- choice model: attributes ``(T, J, A)``, choices, availability, task mask; latent variables
+  ``(L, R)``; ``sum_t log P(choice_t | LV_r)`` ``(R,)``;
+- utility (inside a choice model): attributes ``(T, J, A)``; latent variables ``(L, R)``;
+  utilities ``(T, J, R)``;
+- index (inside a measurement block): covariates ``(C,)``; latent variables ``(L, R)``; the
+  indicators' means or latent-response indices ``(K, R)``.
 
 Parameters are named by ``labels()``: a tree of the component's structure with a name for
 every element of every parameter array (``""`` for a structural zero, an effect that is not in

@@ -439,7 +439,8 @@ def nb04():
            "This notebook runs the benchmark suite (`python -m benchmarks`) on whatever device "
            "JAX sees (a CUDA GPU if one is visible, else the CPU) and plots what it measured: "
            "time per method at the reference size (328 people x 100 Halton draws x 219 "
-           "parameters), the reference system's method replayed on the same machine, time "
+           "parameters), the reference system's method replayed on the same machine, "
+           "hand-derived pullbacks against `jax.vjp` (also with a user-written utility), time "
            "against the number of individuals N and of draws R, and the whole estimation with "
            "L-BFGS and with Newton.\n\n"
            "In full mode the suite takes about 6 minutes on a 2-core CPU and writes its results "
@@ -457,7 +458,7 @@ from pathlib import Path
 root = Path.cwd().parent                       # the notebook runs in notebooks/
 if QUICK:
     out = Path(tempfile.mkdtemp(prefix="jaxiclv-bench-"))
-    options = ["--quick", "--sizes", "reference,individuals,draws"]
+    options = ["--quick", "--sizes", "reference,nonlinear,individuals,draws"]
 else:
     out = root / "benchmarks" / "results"
     options = []
@@ -498,6 +499,19 @@ ax.set_xscale("log")
 ax.set_xlabel("median seconds per Hessian (log scale)")
 ax.set_title(f"Hessian methods, {env['device']}")
 plt.show()'''),
+        md("## Hand-derived pullbacks against `jax.vjp`\n\nThe analytic gradient and the "
+           "structured Hessian with the built-in kernels' hand-derived pullbacks, and with "
+           "every component's pullback by `jax.vjp` (`pullbacks=\"autodiff\"`), for the "
+           "reference model and for its variant with a user-written utility "
+           "(`beta_time exp(lambda LV)`: the probit kernel's derivative stays hand-derived, "
+           "the chain rule through the user's function is `jax.vjp`)."),
+        code('''\
+pullbacks = results[results["method"].isin(["grad-analytic", "grad-pullbacks-autodiff",
+                                             "hessian-structured",
+                                             "hessian-structured-pullbacks-autodiff"])
+                    & results["variant"].isin(["ordinal", "nonlinear"]) & (results["n"] == n)
+                    & (results["r"] == r) & (results["dtype"] == "float64")]
+pullbacks.pivot_table(index="method", columns="variant", values="median_s")'''),
         md("## Scaling in individuals and draws\n\nThe cost of one likelihood or gradient "
            "should grow linearly in `N x R`: the fitted log-log slope (exponent) is printed "
            "below the plots."),
