@@ -443,7 +443,7 @@ def nb04():
            "hand-derived pullbacks against `jax.vjp` (also with a user-written utility), time "
            "against the number of individuals N and of draws R, and the whole estimation with "
            "L-BFGS and with Newton.\n\n"
-           "In full mode the suite takes about 6 minutes on a 2-core CPU and writes its results "
+           "In full mode the suite takes about 10 minutes on a 2-core CPU and writes its results "
            "to `benchmarks/results/`. In QUICK mode it runs `--quick` (a miniature model and "
            "sizes, most XLA optimisations off) into a temporary folder: the plots then show "
            "that everything ran, and their times mean nothing.\n\n" + OUTPUTS_NOTE),
