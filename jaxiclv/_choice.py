@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from ._component import AbstractComponent, AbstractEquation, Named, _names
+from ._component import AbstractComponent, AbstractEquation, Named, checked_names
 from ._kernels import (binary_probit_dlogp, binary_probit_log_prob, multinomial_logit_dlogp,
                        multinomial_logit_log_prob)
 from ._parameters import replace_fields
@@ -176,8 +176,8 @@ class Utility(AbstractUtility, AbstractEquation):
                  fixed: Sequence[str] = (), log_parameters: Sequence[str] = (),
                  alternatives: Sequence | None = None):
         self._declare(fn, parameters, fixed, "Utility")
-        self.attributes = _names(attributes, "attributes", self.owner)
-        self.latent = _names(latent, "latent variables", self.owner)
+        self.attributes = checked_names(attributes, "attributes", self.owner)
+        self.latent = checked_names(latent, "latent variables", self.owner)
         self.log_parameters = self._declared_logs(log_parameters)
         self.alternatives = () if alternatives is None else tuple(str(a) for a in alternatives)
 
@@ -209,7 +209,7 @@ def _interaction_mask(attributes, latent, interactions):
     for attribute, lvs in interactions.items():
         if attribute not in attributes:
             raise ValueError(f"interaction attribute {attribute!r} is not one of {tuple(attributes)}")
-        for lv in _names(lvs, f"the interactions of {attribute!r}", "the choice model"):
+        for lv in checked_names(lvs, f"the interactions of {attribute!r}", "the choice model"):
             if lv not in latent:
                 raise ValueError(f"interaction latent variable {lv!r} is not one of {tuple(latent)}")
     return [[lv in interactions.get(a, ()) for lv in latent] for a in attributes]
@@ -219,7 +219,7 @@ def _specific_mask(alternatives, attributes, specific):
     """``(J, A)``: alternative ``j`` has its own coefficient of attribute ``a``; ``specific``
     is ``[attribute]`` (every alternative) or ``{attribute: [alternatives]}``."""
     if not isinstance(specific, Mapping):
-        specific = {a: alternatives for a in _names(specific, "alternative_specific",
+        specific = {a: alternatives for a in checked_names(specific, "alternative_specific",
                                                     "the choice model")}
     for attribute, alts in specific.items():
         if attribute not in attributes:
@@ -354,8 +354,10 @@ class BinaryProbit(AbstractChoice):
                  utility: AbstractUtility | None = None, scale: bool = False):
         self.utility = _utility_or_linear(
             utility, lambda: LinearUtility(
-                alternatives=BINARY, attributes=_names(attributes, "attributes", "BinaryProbit"),
-                latent=_names(latent, "latent variables", "BinaryProbit"), asc_in=(constant,),
+                alternatives=BINARY,
+                attributes=checked_names(attributes, "attributes", "BinaryProbit"),
+                latent=checked_names(latent, "latent variables", "BinaryProbit"),
+                asc_in=(constant,),
                 theta_in=[[True] * len(latent)],
                 kappa_in=_interaction_mask(attributes, latent, interactions)),
             {"attributes": attributes, "latent": latent, "interactions": interactions},
@@ -401,17 +403,19 @@ class MultinomialLogit(AbstractChoice):
                  asc: Sequence | None = None,
                  alternative_specific: Sequence[str] | Mapping[str, Sequence] = (),
                  utility: AbstractUtility | None = None, scale: bool = False):
-        alternatives = _names(alternatives, "alternatives", "MultinomialLogit")
+        alternatives = checked_names(alternatives, "alternatives", "MultinomialLogit")
         if len(alternatives) < 2:
-            raise ValueError(f"a multinomial logit needs at least two alternatives, got {alternatives}")
+            raise ValueError(f"a multinomial logit needs at least two alternatives, got "
+                             f"{alternatives}")
 
         def linear():
             lvs = dict(latent or {})
-            ascs = tuple(alternatives[1:]) if asc is None else _names(asc, "asc", "MultinomialLogit")
+            ascs = (tuple(alternatives[1:]) if asc is None
+                    else checked_names(asc, "asc", "MultinomialLogit"))
             for alt in (*ascs, *(a for alts in lvs.values() for a in alts)):
                 if alt not in alternatives:
                     raise ValueError(f"alternative {alt!r} is not one of {alternatives}")
-            names = _names(attributes, "attributes", "MultinomialLogit")
+            names = checked_names(attributes, "attributes", "MultinomialLogit")
             return LinearUtility(
                 alternatives=alternatives, attributes=names, latent=tuple(lvs),
                 asc_in=[a in ascs for a in alternatives],

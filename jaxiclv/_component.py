@@ -47,8 +47,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["AbstractComponent", "AbstractEquation", "autodiff_vjp", "labelled_names", "Named",
-           "KINDS"]
+__all__ = ["AbstractComponent", "AbstractEquation", "autodiff_vjp", "labelled_names",
+           "checked_names", "Named", "KINDS"]
 
 KINDS = ("coefficient", "log", "threshold")
 
@@ -151,7 +151,7 @@ def _parameter_dict(parameters: Mapping[str, float], owner: str) -> dict[str, ja
     return out
 
 
-def _names(names, what: str, owner: str) -> tuple[str, ...]:
+def checked_names(names, what: str, owner: str) -> tuple[str, ...]:
     if isinstance(names, str):
         raise TypeError(f"{owner}: {what} must be a list of names, got the string {names!r}; "
                         f"write [{names!r}] for a single one")
@@ -183,7 +183,7 @@ class AbstractEquation(AbstractComponent):
         self.fn = fn
         owner = self._owner_name(role)
         self.parameters = _parameter_dict(parameters, owner)
-        self.fixed = _names(fixed, "fixed parameters", owner)
+        self.fixed = checked_names(fixed, "fixed parameters", owner)
         for name in self.fixed:
             if name not in self.parameters:
                 raise KeyError(f"{owner}: fixed parameter {name!r} is not declared"
@@ -191,7 +191,7 @@ class AbstractEquation(AbstractComponent):
 
     def _declared_logs(self, names) -> tuple[str, ...]:
         """``log_parameters``: declared parameters that are logs of positive quantities."""
-        names = _names(names, "log_parameters", self.owner)
+        names = checked_names(names, "log_parameters", self.owner)
         for name in names:
             if name not in self.parameters:
                 raise KeyError(f"{self.owner}: log parameter {name!r} is not declared"

@@ -3,8 +3,9 @@
 One row per choice task. Rows are grouped into individuals by the id column; indicators and
 covariates are individual-level and must be constant within an individual. Individuals with
 fewer tasks than the longest panel are padded with copies of their first task, and
-``task_mask`` removes the padding from the likelihood. Every array in :class:`PanelArrays` has the individuals on its leading axis, so the
-likelihood can be vmapped, chunked or sharded over that axis.
+``task_mask`` removes the padding from the likelihood. Every array in :class:`PanelArrays` has
+the individuals on its leading axis, so the likelihood can be vmapped, chunked or sharded over
+that axis.
 """
 
 from __future__ import annotations

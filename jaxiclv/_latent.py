@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._component import AbstractComponent, AbstractEquation, Named, _names
+from ._component import AbstractComponent, AbstractEquation, Named, checked_names
 from ._parameters import replace_fields
 
 __all__ = ["AbstractStructural", "Structural", "LatentEquations"]
@@ -115,18 +115,18 @@ class Structural(AbstractStructural):
             raise ValueError("the structural model needs at least one latent variable")
         parents = dict(parents or {})
         for child, ps in parents.items():
-            for name in (child, *_names(ps, f"the parents of {child!r}", "Structural")):
+            for name in (child, *checked_names(ps, f"the parents of {child!r}", "Structural")):
                 if name not in names:
                     raise ValueError(f"latent variable {name!r} in `parents` is not one of {names}")
             if child in ps:
                 raise ValueError(f"the latent variables form a cycle: {child} -> {child}")
         for what, listed in (("free_scale", free_scale), ("intercepts", intercepts)):
-            for name in _names(listed, f"`{what}`", "Structural"):
+            for name in checked_names(listed, f"`{what}`", "Structural"):
                 if name not in names:
                     raise ValueError(f"latent variable {name!r} in `{what}` is not one of {names}")
         self.names = names
-        self.covariates_of = tuple(_names(covariates[n], f"the covariates of {n!r}", "Structural")
-                                   for n in names)
+        self.covariates_of = tuple(
+            checked_names(covariates[n], f"the covariates of {n!r}", "Structural") for n in names)
         self.covariates = tuple(dict.fromkeys(c for cs in self.covariates_of for c in cs))
         self.parents = tuple(tuple(parents.get(n, ())) for n in names)
         self.order = _topological_order(names, self.parents)
@@ -230,10 +230,10 @@ class LatentEquations(AbstractStructural, AbstractEquation):
                  covariates: Sequence[str] = (), fixed: Sequence[str] = (),
                  log_parameters: Sequence[str] = ()):
         self._declare(fn, parameters, fixed, "LatentEquations")
-        self.names = _names(names, "names", self.owner)
+        self.names = checked_names(names, "names", self.owner)
         if not self.names:
             raise ValueError(f"{self.owner}: name at least one latent variable")
-        self.covariates = _names(covariates, "covariates", self.owner)
+        self.covariates = checked_names(covariates, "covariates", self.owner)
         self.log_parameters = self._declared_logs(log_parameters)
 
     def __call__(self, covariates: Float[Array, " C"], eta: Float[Array, " L"]) -> Float[Array, " L"]:

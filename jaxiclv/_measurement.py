@@ -41,7 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._component import AbstractComponent, AbstractEquation, Named, _names, labelled_names
+from ._component import (AbstractComponent, AbstractEquation, Named, checked_names,
+                         labelled_names)
 from ._data import DataError
 from ._kernels import normal_logpdf, ordered_density_ratio, ordered_log_prob
 from ._parameters import replace_fields
@@ -89,7 +90,7 @@ class LinearIndex(AbstractIndex):
     def __init__(self, indicators: Mapping[str, Sequence[str]], intercepts: bool):
         latent = tuple(indicators)
         for lv, items in indicators.items():
-            _names(items, f"the indicators of {lv!r}", "a measurement block")
+            checked_names(items, f"the indicators of {lv!r}", "a measurement block")
         names = tuple(dict.fromkeys(i for items in indicators.values() for i in items))
         if not names:
             raise ValueError("a measurement model needs at least one indicator")
@@ -153,11 +154,11 @@ class IndexEquation(AbstractIndex, AbstractEquation):
                  latent: Sequence[str] = (), covariates: Sequence[str] = (),
                  fixed: Sequence[str] = (), log_parameters: Sequence[str] = ()):
         self._declare(fn, parameters, fixed, "IndexEquation")
-        self.indicators = _names(indicators, "indicators", self.owner)
+        self.indicators = checked_names(indicators, "indicators", self.owner)
         if not self.indicators:
             raise ValueError(f"{self.owner}: name at least one indicator")
-        self.latent = _names(latent, "latent variables", self.owner)
-        self.covariates = _names(covariates, "covariates", self.owner)
+        self.latent = checked_names(latent, "latent variables", self.owner)
+        self.covariates = checked_names(covariates, "covariates", self.owner)
         self.log_parameters = self._declared_logs(log_parameters)
 
     def forward(self, covariates, lv: Float[Array, "L R"]) -> Float[Array, "K R"]:

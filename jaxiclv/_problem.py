@@ -34,7 +34,7 @@ from ._hessian import (
     finite_difference_steps,
     hessian,
 )
-from ._likelihood import individual_loglik, simulated_loglik
+from ._likelihood import individual_loglik, map_individuals, simulated_loglik
 from ._model import PULLBACKS
 from ._parameters import ParameterSpace
 from ._structured_hessian import structured_hessian
@@ -132,9 +132,12 @@ def _natural(space, theta):
     return stacked(theta), jax.jacfwd(stacked)(theta)
 
 
-@jax.jit
-def _diagnostics(space, theta, data, draws):
-    return jax.vmap(space.unflatten(theta).draw_diagnostics)(data, draws)
+@functools.partial(jax.jit, static_argnames=("chunk_size",))
+def _diagnostics(space, theta, data, draws, chunk_size):
+    per_individual = space.unflatten(theta).draw_diagnostics
+    if chunk_size is None:
+        return jax.vmap(per_individual)(data, draws)
+    return map_individuals(lambda xe: per_individual(*xe), (data, draws), chunk_size)
 
 
 def _first_bad(values: np.ndarray, mask: np.ndarray | None = None):
@@ -217,7 +220,7 @@ class Problem:
         finite, naming the component and its parameter values; ``""`` if all are finite."""
         model = self.space.unflatten(theta)
         lv, terms, utilities = map(np.asarray, _diagnostics(self.space, theta, self.data,
-                                                            self.draws))
+                                                            self.draws, self.chunk_size))
         ids = [i.item() if isinstance(i, np.generic) else i for i in self.panel.ids]
         where = _first_bad(lv)
         if where is not None:
