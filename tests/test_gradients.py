@@ -271,6 +271,11 @@ EXTREME = {
     "mnl-utilities-40": ("mnl", dict(beta=(-20.0, 20.0), theta=(-10.0, 10.0)), 2.0),
     "binary-utilities-38": ("binary-probit", dict(beta=(-13.0, 13.0), asc=(-4.0, 4.0)), 1.0),
     "mnl-utility-40": ("mnl-utility", {}, 8.0),
+    # alternative-specific coefficients and a choice scale of ~4, utilities of +-40
+    "mnl-scaled-utilities-40": ("mnl-specific-scaled", dict(beta=(-8.0, 8.0), log_scale=(1.3, 1.5)),
+                                2.0),
+    "binary-scaled-utilities-38": ("binary-scaled", dict(beta=(-9.0, 9.0), log_scale=(1.3, 1.5)),
+                                   1.0),
 }
 
 
