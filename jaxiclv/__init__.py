@@ -13,7 +13,7 @@ from ._choice import (AbstractChoice, AbstractUtility, BinaryProbit, LinearUtili
 from ._component import AbstractComponent, AbstractEquation, autodiff_vjp  # noqa: E402
 from ._data import DataError, Panel, PanelArrays  # noqa: E402
 from ._draws import MLHS, Halton, PseudoRandom, Sobol, make_draws  # noqa: E402
-from ._estimate import estimate  # noqa: E402
+from ._estimate import EstimationError, estimate  # noqa: E402
 from ._gradients import (loglik_and_grad, loglik_and_grad_per_individual,  # noqa: E402
                          simulated_loglik_analytic)
 from ._problem import GRADIENTS, Problem, check_gradient  # noqa: E402
@@ -34,7 +34,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AbstractChoice", "AbstractComponent", "AbstractEquation", "AbstractIndex",
     "AbstractMeasurement", "AbstractStructural", "AbstractUtility", "BinaryProbit",
-    "COVARIANCES", "DataError", "GRADIENTS", "HESSIANS", "Halton", "HessianAsymmetryError",
+    "COVARIANCES", "DataError", "EstimationError", "GRADIENTS", "HESSIANS", "Halton",
+    "HessianAsymmetryError",
     "ICLV", "IndexEquation", "LatentEquations", "LinearIndex", "LinearUtility", "MLHS",
     "MultinomialLogit", "NormalIndicators", "OrderedLogit", "OrderedMeasurement",
     "OrderedProbit", "PULLBACKS", "Panel", "PanelArrays", "ParameterSpace", "Problem",

@@ -28,8 +28,8 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from ._component import AbstractComponent, AbstractEquation, Named, checked_names
-from ._kernels import (binary_probit_dlogp, binary_probit_log_prob, multinomial_logit_dlogp,
-                       multinomial_logit_log_prob)
+from ._kernels import (binary_probit_log_prob, binary_probit_log_prob_and_dlogp,
+                       multinomial_logit_dlogp, multinomial_logit_log_prob)
 from ._parameters import replace_fields
 
 __all__ = ["AbstractUtility", "LinearUtility", "Utility", "AbstractChoice", "BinaryProbit",
@@ -369,8 +369,7 @@ class BinaryProbit(AbstractChoice):
         return binary_probit_log_prob(utility[:, 0], choice[:, None])
 
     def log_prob_vjp(self, utility, choice, available):
-        log_p = self.log_prob(utility, choice, available)
-        dlogp = binary_probit_dlogp(utility[:, 0], choice[:, None], log_p)  # (T, R)
+        log_p, dlogp = binary_probit_log_prob_and_dlogp(utility[:, 0], choice[:, None])  # (T, R)
         return log_p, lambda g: (g * dlogp)[:, None]
 
     def sample_choice(self, rng, utility, available):
@@ -380,7 +379,9 @@ class BinaryProbit(AbstractChoice):
 class MultinomialLogit(AbstractChoice):
     """Multinomial logit over J alternatives with an availability mask.
 
-    ``alternatives``: labels of the J alternatives (in the panel's order);
+    ``alternatives``: the J alternatives, as the panel's choice column codes them (numbers or
+    strings); the panel's alternatives are matched to them by label (``str``), in any order,
+    and simulated data code the choice with them;
     ``attributes``: attributes (the panel holds their per-alternative values), with a generic
     coefficient ``beta.{a}`` each, unless listed in ``alternative_specific`` (``[attribute]``
     for every alternative, or ``{attribute: [alternatives]}``): then ``beta.{a}.{alternative}``;
@@ -396,6 +397,7 @@ class MultinomialLogit(AbstractChoice):
     utility: AbstractUtility
     log_scale: Float[Array, ""]
     scaled: bool = eqx.field(static=True)
+    codes: tuple = eqx.field(static=True)  # the alternatives as given (their labels: str)
 
     def __init__(self, alternatives: Sequence, attributes: Sequence[str] = (),
                  latent: Mapping[str, Sequence] | None = None,
@@ -407,6 +409,11 @@ class MultinomialLogit(AbstractChoice):
         if len(alternatives) < 2:
             raise ValueError(f"a multinomial logit needs at least two alternatives, got "
                              f"{alternatives}")
+        labels = tuple(str(a) for a in alternatives)
+        if len(set(labels)) < len(labels):
+            raise ValueError(f"MultinomialLogit: alternatives {alternatives} have the same "
+                             f"label {sorted({x for x in labels if labels.count(x) > 1})}")
+        self.codes = alternatives
 
         def linear():
             lvs = dict(latent or {})
@@ -427,7 +434,7 @@ class MultinomialLogit(AbstractChoice):
             utility, linear, {"attributes": attributes, "latent": latent,
                               "interactions": interactions, "asc": asc,
                               "alternative_specific": alternative_specific},
-            tuple(str(a) for a in alternatives), "MultinomialLogit")
+            labels, "MultinomialLogit")
         self.log_scale = jnp.zeros(())
         self.scaled = bool(scale)
 

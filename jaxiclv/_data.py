@@ -133,32 +133,35 @@ def _individual_level(df, column, id_column, role, first_row, group) -> np.ndarr
 
 
 def _group(df: pd.DataFrame, id_column: str) -> tuple[np.ndarray, np.ndarray]:
-    """The sorted distinct ids and, for every row, the index of its individual."""
+    """The distinct ids in the order of their first row and, for every row, the index of its
+    individual. Individual ``n`` (in this order) gets the ``n``-th block of draws, as in Apollo
+    and Biogeme, so the same rows with ids as numbers or as strings give the same draws."""
     series = _column(df, id_column, "id")
     missing = series.isna().to_numpy()
     if missing.any():
         raise DataError(f"id column {id_column!r} has a missing value "
                         f"{_show(series.iloc[int(np.flatnonzero(missing)[0])])} in row "
                         f"{_show(df.index[int(np.flatnonzero(missing)[0])])}")
-    values = series.to_numpy()
     try:
-        return np.unique(values, return_inverse=True)
-    except TypeError:  # values that cannot be ordered: numbers mixed with strings, say
-        pass
+        group, ids = pd.factorize(series, sort=False)
+    except TypeError:  # unhashable ids
+        raise DataError(f"id column {id_column!r} holds values that cannot be ids (type "
+                        f"{type(series.iloc[0]).__name__}); use numbers or strings") from None
+    ids = np.asarray(ids, dtype=object if ids.dtype == object else None)
 
     def kind(value):
         return "number" if isinstance(value, (int, float, np.number)) else type(value).__name__
 
-    kinds = np.array([kind(v) for v in values], dtype=object)
-    other = kinds != kinds[0]
-    if not other.any():
-        raise DataError(f"id column {id_column!r} holds values of type {kinds[0]} that cannot "
-                        f"be sorted; use numbers or strings as ids")
-    row = int(np.flatnonzero(other)[0])
-    raise DataError(
-        f"id column {id_column!r} mixes ids of different types: {_show(values[0])} "
-        f"({kinds[0]}, row {_show(df.index[0])}) and {_show(values[row])} ({kinds[row]}, row "
-        f"{_show(df.index[row])}); use one type (12 and '12' would be different individuals)")
+    kinds = [kind(v) for v in ids]
+    other = [n for n, k in enumerate(kinds) if k != kinds[0]]
+    if other:
+        row = int(np.flatnonzero(group == other[0])[0])
+        raise DataError(
+            f"id column {id_column!r} mixes ids of different types: {_show(ids[0])} "
+            f"({kinds[0]}, row {_show(df.index[0])}) and {_show(ids[other[0]])} "
+            f"({kinds[other[0]]}, row {_show(df.index[row])}); use one type (12 and '12' would "
+            f"be different individuals)")
+    return ids, group.astype(np.int64)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -192,6 +195,37 @@ class Panel:
     def n_alternatives(self) -> int:
         return int(self.arrays.available.shape[2])
 
+    def in_order(self, labels: Sequence[str]) -> "Panel":
+        """This panel with its alternatives in the order of ``labels``, matched by label
+        (``str`` of the codes): attributes, availability and choices move with them. Labels
+        that do not match are a :class:`DataError` naming them."""
+        mine = [str(a) for a in self.alternatives]
+        labels = list(labels)
+        missing = [a for a in labels if a not in mine]
+        extra = [a for a in mine if a not in labels]
+        if missing or extra or len(set(mine)) < len(mine):
+            raise DataError(
+                f"the choice model's alternatives {labels} do not match the panel's "
+                f"{list(self.alternatives)} (matched by label): "
+                + "; ".join(what for what in (
+                    f"not in the panel: {missing}" if missing else "",
+                    f"not in the model: {extra}" if extra else "",
+                    "the panel has two alternatives with one label"
+                    if len(set(mine)) < len(mine) else "") if what))
+        order = np.array([mine.index(a) for a in labels])
+        if np.array_equal(order, np.arange(len(order))):
+            return self
+        position = np.argsort(order)  # panel index -> model index
+        a = self.arrays
+        arrays = PanelArrays(
+            covariates=a.covariates, indicators=a.indicators,
+            attributes=a.attributes[:, :, order, :], choice=jnp.asarray(position)[a.choice],
+            available=a.available[:, :, order], task_mask=a.task_mask,
+            covariate_names=a.covariate_names, indicator_names=a.indicator_names,
+            attribute_names=a.attribute_names)
+        return dataclasses.replace(self, arrays=arrays,
+                                   alternatives=tuple(self.alternatives[i] for i in order))
+
     @classmethod
     def from_dataframe(
         cls,
@@ -211,6 +245,9 @@ class Panel:
         ----------
         df: one row per choice task.
         id: column that groups rows into individuals (numbers or strings, not a mixture).
+            Individuals are ordered by their first row (``panel.ids``), and the ``n``-th gets
+            the ``n``-th block of draws, as in Apollo and Biogeme: ids as numbers or as strings
+            give the same draws; reordering the individuals changes which draws each gets.
         choice: column with the chosen alternative. Binary choice (``attributes`` a list):
             0 or 1 (or the two codes in ``alternatives``). Multinomial choice (``attributes`` a
             mapping): one of ``alternatives``.

@@ -22,6 +22,9 @@ __all__ = ["Halton", "Sobol", "MLHS", "PseudoRandom", "make_draws"]
 _UNIFORM_EDGE = np.finfo(np.float64).tiny
 
 
+_UNIFORM_CHECK = 20  # arrays of at least this many values are checked for uniform numbers
+
+
 def _to_normal(uniform: np.ndarray) -> np.ndarray:
     return special.ndtri(np.clip(uniform, _UNIFORM_EDGE, 1.0 - np.finfo(np.float64).epsneg))
 
@@ -132,7 +135,8 @@ def make_draws(draws, n_individuals: int, n_dims: int) -> np.ndarray:
     """Standard normal draws of shape ``(N, R, D)`` from a generator or a user-given array.
 
     A user array must already have shape ``(N, R, D)`` and hold finite standard-normal values
-    (pass the normals, not the uniforms); it is used exactly as given. A generator is any
+    (pass the normals, not the uniforms: an array of 20 or more values all in ``[0, 1]`` is an
+    error); it is used exactly as given. A generator is any
     callable ``(N, D) -> (N, R, D)`` array; its output is checked the same way.
     """
     if callable(draws):
@@ -155,4 +159,9 @@ def make_draws(draws, n_individuals: int, n_dims: int) -> np.ndarray:
         n, r, d = np.argwhere(~np.isfinite(array))[0]
         raise ValueError(f"{source} hold a non-finite value {array[n, r, d]} at "
                          f"individual {n}, draw {r}, dimension {d}")
+    # 20 or more standard normals all in [0, 1] happen with probability below 0.35^20 = 8e-10
+    if array.size >= _UNIFORM_CHECK and array.min() >= 0.0 and array.max() <= 1.0:
+        raise ValueError(f"{source} all lie in [0, 1]: they look like uniform numbers, not "
+                         f"standard normals; map them with scipy.special.ndtri (the inverse "
+                         f"normal CDF) first")
     return array

@@ -21,14 +21,23 @@ import optax
 from scipy import optimize
 
 from ._data import Panel
-from ._hessian import HESSIANS, symmetrize
-from ._inference import covariance
+from ._hessian import HESSIANS, SymmetricHessian, symmetrize
+from ._inference import COVARIANCES, check_clusters, covariance
 from ._problem import Problem, objective
 from ._results import Results, Status
 
-__all__ = ["estimate", "OPTIMIZERS"]
+__all__ = ["estimate", "EstimationError", "OPTIMIZERS"]
 
 OPTIMIZERS = ("lbfgs", "trust-exact")
+
+
+class EstimationError(RuntimeError):
+    """Raised by ``estimate(..., throw=True)`` when the estimation did not converge;
+    ``results`` holds everything that was computed."""
+
+    def __init__(self, message: str, results: Results):
+        super().__init__(message)
+        self.results = results
 
 
 def _progress_to_stderr(iteration: int, llf: float, gradient_norm: float) -> None:
@@ -58,7 +67,7 @@ def _lbfgs(problem: Problem, max_iter, gtol, report, every):
     n = problem.panel.n_individuals
     step = functools.partial(_lbfgs_step, problem.space, problem.data, problem.draws,
                              gradient=problem.gradient, chunk_size=problem.chunk_size)
-    theta = problem.theta0
+    theta = last_finite = problem.theta0
     state = _SOLVER.init(theta)
     history, status, stall = [], Status.MAX_ITERATIONS, 0
     for iteration in range(1, max_iter + 1):
@@ -68,8 +77,9 @@ def _lbfgs(problem: Problem, max_iter, gtol, report, every):
         if report and (iteration % every == 0 or iteration == 1):
             report(iteration, llf, float(np.max(np.abs(grad))))
         if not (np.isfinite(llf) and np.all(np.isfinite(grad))):
-            status = Status.NON_FINITE
+            status, theta = Status.NON_FINITE, last_finite  # back to the last finite point
             break
+        last_finite = theta
         if _relative_gradient(grad, np.asarray(theta), llf) <= gtol:
             status = Status.CONVERGED
             break
@@ -81,9 +91,17 @@ def _lbfgs(problem: Problem, max_iter, gtol, report, every):
     return theta, status, history, iteration
 
 
+class _HessianFailed(Exception):
+    """The trust region's Hessian at ``theta`` is not finite or not symmetric."""
+
+    def __init__(self, theta):
+        super().__init__()
+        self.theta = theta
+
+
 def _trust_exact(problem: Problem, max_iter, gtol, report, every, hessian_method):
     n = problem.panel.n_individuals
-    history, evaluated = [], {}  # evaluated: theta bytes -> (LL, gradient)
+    history, evaluated, completed = [], {}, []  # evaluated: theta bytes -> (LL, gradient)
 
     def fun(theta):
         llf, grad = problem.loglik_and_grad(jnp.asarray(theta))
@@ -96,9 +114,14 @@ def _trust_exact(problem: Problem, max_iter, gtol, report, every, hessian_method
         return -llf / n, -grad / n
 
     def hess(theta):
-        return -symmetrize(problem.hessian(jnp.asarray(theta), hessian_method), hessian_method).matrix / n
+        try:
+            matrix = symmetrize(problem.hessian(jnp.asarray(theta), hessian_method), hessian_method)
+        except FloatingPointError as error:  # non-finite or asymmetric: stop, keep the point
+            raise _HessianFailed(theta) from error
+        return -matrix.matrix / n
 
     def converged(intermediate_result):
+        completed.append(None)  # one per iteration
         theta = intermediate_result.x
         if theta.tobytes() not in evaluated:
             fun(theta)
@@ -106,20 +129,26 @@ def _trust_exact(problem: Problem, max_iter, gtol, report, every, hessian_method
         if _relative_gradient(grad, theta, llf) <= gtol:
             raise StopIteration
 
-    out = optimize.minimize(fun, np.asarray(problem.theta0), jac=True, hess=hess,
-                            method="trust-exact", callback=converged,
-                            options={"maxiter": max_iter, "gtol": 0.0})
-    theta = jnp.asarray(out.x, dtype=problem.dtype)
+    try:
+        out = optimize.minimize(fun, np.asarray(problem.theta0), jac=True, hess=hess,
+                                method="trust-exact", callback=converged,
+                                options={"maxiter": max_iter, "gtol": 0.0})
+        x, iterations, failed = out.x, int(out.nit), False
+    except _HessianFailed as stop:
+        x, iterations, failed = stop.theta, len(completed), True
+    theta = jnp.asarray(x, dtype=problem.dtype)
     llf, grad = problem.loglik_and_grad(theta)
     if not (np.isfinite(float(llf)) and np.all(np.isfinite(np.asarray(grad)))):
         status = Status.NON_FINITE
-    elif _relative_gradient(np.asarray(grad), out.x, float(llf)) <= gtol:
+    elif failed:
+        status = Status.HESSIAN_FAILED
+    elif _relative_gradient(np.asarray(grad), x, float(llf)) <= gtol:
         status = Status.CONVERGED
-    elif out.nit >= max_iter:
+    elif iterations >= max_iter:
         status = Status.MAX_ITERATIONS
     else:
         status = Status.STALLED
-    return theta, status, history, int(out.nit)
+    return theta, status, history, iterations
 
 
 def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
@@ -128,7 +157,7 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
              clusters=None, compare_hessians: bool = False, chunk_size: int | str | None = "auto",
              dtype=jnp.float64,
              progress: bool | Callable[[int, float, float], None] = False,
-             progress_every: int = 25) -> Results:
+             progress_every: int = 25, throw: bool = False) -> Results:
     """Estimate ``model`` on ``panel`` by simulated maximum likelihood.
 
     Parameters
@@ -158,6 +187,15 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
     dtype: ``jnp.float64`` (default) or ``jnp.float32``.
     progress: ``True`` writes a line to stderr every ``progress_every`` iterations; a callable
         ``f(iteration, llf, max_abs_gradient)`` is called instead.
+    throw: raise an :class:`EstimationError` (which carries the results) unless the status is
+        ``CONVERGED``. By default (``False``) every outcome after the first evaluation comes
+        back as a :class:`Results` with its status and message: an optimiser that stopped
+        early, a non-finite log-likelihood on the way (the estimates are then the last finite
+        point), a Hessian that is not finite or not symmetric (NaN standard errors).
+
+    Errors before any work is done: bad arguments, a model that does not fit the data, every
+    parameter fixed, and a log-likelihood that is not finite at the starting values (the message
+    says where) raise at once.
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
@@ -165,10 +203,17 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
         raise ValueError(f"hessian must be one of {HESSIANS}, got {hessian!r}")
     if max_iter < 1:
         raise ValueError(f"max_iter must be at least 1, got {max_iter}")
-    if clusters is not None and not isinstance(clusters, np.ndarray | list | tuple):
-        clusters = np.array([clusters[i] for i in panel.ids])
+    if cov_type not in COVARIANCES:
+        raise ValueError(f"cov_type must be one of {COVARIANCES}, got {cov_type!r}")
+    if cov_type == "cluster":
+        if clusters is not None and not isinstance(clusters, np.ndarray | list | tuple):
+            clusters = np.array([clusters[i] for i in panel.ids])
+        clusters = check_clusters(clusters, panel.n_individuals)
     started = time.perf_counter()
     problem = Problem(model, panel, draws, fixed, chunk_size, dtype, gradient)
+    if not problem.space.names:
+        raise ValueError("every parameter is fixed: there is nothing to estimate (to evaluate "
+                         "the log-likelihood at these values, use Problem(...).loglik)")
     report = _progress_to_stderr if progress is True else (progress or None)
     llf_start = float(problem.loglik(problem.theta0))
     if not np.isfinite(llf_start):
@@ -183,16 +228,21 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
                                                           progress_every, hessian)
     llf, grad = problem.loglik_and_grad(theta)
     llf, grad = float(llf), np.asarray(grad)
+    hess, scores, cov, cov_message, status = _inference(problem, theta, hessian, cov_type,
+                                                        clusters, status)
     message = (f"{status.value}; relative gradient {_relative_gradient(grad, np.asarray(theta), llf):.2e}"
                f" (tolerance {gtol:.0e})")
-    hess = symmetrize(problem.hessian(theta, hessian), hessian)
-    scores = np.asarray(problem.scores(theta))
-    cov, cov_message = covariance(hess.matrix, scores, cov_type, problem.space.names, clusters)
     if cov_message:
         warnings.warn(cov_message, RuntimeWarning, stacklevel=2)
     fitted = problem.space.unflatten(theta)
     natural_names, natural_values, natural_jacobian = problem.natural(theta)
-    return Results(
+    comparison = None
+    if compare_hessians:
+        try:
+            comparison = problem.compare_hessians(theta)
+        except FloatingPointError as error:
+            cov_message = "; ".join(m for m in (cov_message, f"Hessian comparison: {error}") if m)
+    results = Results(
         model=fitted, names=problem.space.names, estimates=np.asarray(theta), cov=cov,
         cov_type=cov_type, cov_message=cov_message, hessian=hess.matrix,
         hessian_method=hessian, hessian_asymmetry=hess.asymmetry, scores=scores,
@@ -203,4 +253,25 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
         message=message, gradient_norm=float(np.max(np.abs(grad))), history=np.asarray(history),
         optimizer=optimizer, gradient=gradient, natural_names=natural_names,
         natural_estimates=natural_values, natural_jacobian=natural_jacobian,
-        hessian_comparison=problem.compare_hessians(theta) if compare_hessians else None)
+        hessian_comparison=comparison)
+    if throw and status is not Status.CONVERGED:
+        raise EstimationError(f"{message}; {cov_message}" if cov_message else message, results)
+    return results
+
+
+def _inference(problem: Problem, theta, method: str, cov_type: str, clusters, status: Status):
+    """``(Hessian, scores, covariance, message, status)`` at ``theta``; a Hessian that is not
+    finite or not symmetric gives NaN standard errors and ``Status.HESSIAN_FAILED`` (after a
+    converged optimiser; another status stays), never an exception that would lose the
+    estimates."""
+    scores = np.asarray(problem.scores(theta))
+    raw = np.asarray(problem.hessian(theta, method), dtype=np.float64)
+    try:
+        hess = symmetrize(raw, method)
+    except FloatingPointError as error:
+        hess = SymmetricHessian(raw, method, float("nan"))
+        nan = np.full(raw.shape, np.nan)
+        failed = Status.HESSIAN_FAILED if status is Status.CONVERGED else status
+        return hess, scores, nan, f"{error}; no standard errors", failed
+    cov, message = covariance(hess.matrix, scores, cov_type, problem.space.names, clusters)
+    return hess, scores, cov, message, status

@@ -32,7 +32,7 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
 from ._data import PanelArrays
-from ._likelihood import map_individuals, simulated_loglik
+from ._likelihood import check_inputs, map_individuals, simulated_loglik
 
 __all__ = ["individual_loglik_and_grad", "loglik_and_grad_per_individual", "loglik_and_grad",
            "simulated_loglik_analytic"]
@@ -51,6 +51,7 @@ def loglik_and_grad_per_individual(model, data: PanelArrays, draws: Float[Array,
                                    chunk_size: int | None = None, pullbacks: str = "hand-derived"):
     """``(LL_i (N,), per-individual gradients)``: a model-shaped pytree whose leaves have a
     leading axis of size N (the scores for BHHH and robust standard errors)."""
+    check_inputs(model, data, draws)
     individual = lambda x, eta: individual_loglik_and_grad(model, x, eta, pullbacks)
     if chunk_size is None:
         return jax.vmap(individual)(data, draws)
@@ -70,14 +71,23 @@ def _loglik_with_analytic_vjp(model, data, draws, chunk_size, pullbacks):
 
 
 def _forward(model, data, draws, chunk_size, pullbacks):
-    return loglik_and_grad(model, data, draws, chunk_size, pullbacks)
+    # with symbolic_zeros=True every leaf comes as CustomVJPPrimal(value, perturbed)
+    is_primal = lambda leaf: isinstance(leaf, jax.custom_derivatives.CustomVJPPrimal)
+    value = lambda tree: jax.tree.map(lambda p: p.value, tree, is_leaf=is_primal)
+    for name, tree in (("data", data), ("draws", draws)):
+        if any(p.perturbed for p in jax.tree.leaves(tree, is_leaf=is_primal)):
+            raise TypeError(
+                f"the analytic log-likelihood is differentiated with respect to the parameters "
+                f"only, not the {name}; differentiate simulated_loglik (automatic "
+                f"differentiation throughout) for derivatives in the {name}")
+    return loglik_and_grad(value(model), value(data), value(draws), chunk_size, pullbacks)
 
 
 def _backward(chunk_size, pullbacks, grad, cotangent):
     return jax.tree.map(lambda g: cotangent * g, grad), None, None
 
 
-_loglik_with_analytic_vjp.defvjp(_forward, _backward)
+_loglik_with_analytic_vjp.defvjp(_forward, _backward, symbolic_zeros=True)
 
 
 def simulated_loglik_analytic(model, data: PanelArrays, draws: Float[Array, "N R D"],

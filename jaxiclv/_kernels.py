@@ -6,10 +6,13 @@ choice components call them, and the analytic scores are derived against them.
 Normal probabilities use ``Phi(x) = erfc(-x / sqrt 2) / 2`` directly (one ``erfc`` per end,
 accurate to full relative precision for ``x <= 0``). ``jax.scipy.special.log_ndtr`` is accurate
 too but evaluates ``erf``, ``erfc`` and an asymptotic series for every element, about 7x the
-cost of one ``erfc`` on CPU, and it is the inner loop of the likelihood. Below ``x = -25``
-the asymptotic expansion of ``erfcx`` takes over, so that ``log Phi`` never underflows.
-Derivatives of ``log(Phi(b) - Phi(a))`` are given by a ``custom_jvp`` as density ratios, not
-traced through either branch.
+cost of one ``erfc`` on CPU, and it is the inner loop of the likelihood. Below a tail point
+set per dtype (``x = -25`` in float64, ``-8`` in float32) the asymptotic expansion of ``erfcx``
+takes over, so that ``log Phi`` never underflows. The interval kernels return the density
+ratios ``f / P`` with ``log P``, computed from the same pieces (no cancellation in the tails);
+the hand-derived pullbacks use them, and the probit's ``custom_jvp`` gives them as its
+derivatives instead of tracing either branch. Only float32 and float64 are supported
+(:func:`check_dtype`).
 """
 
 from __future__ import annotations
@@ -21,17 +24,33 @@ import jax.numpy as jnp
 from jax.nn import log_sigmoid
 from jax.scipy.special import erfc, logsumexp
 
-__all__ = ["log1mexp", "normal_logpdf", "log_normal_interval", "log_logistic_interval",
-           "ordered_log_prob", "ordered_density_ratio", "binary_probit_log_prob",
-           "binary_probit_dlogp", "multinomial_logit_log_prob", "multinomial_logit_dlogp"]
+__all__ = ["check_dtype", "tail_point", "log1mexp", "normal_logpdf", "normal_interval",
+           "log_normal_interval", "logistic_interval", "log_logistic_interval",
+           "ordered_interval", "ordered_log_prob", "binary_probit_log_prob",
+           "binary_probit_log_prob_and_dlogp", "multinomial_logit_log_prob",
+           "multinomial_logit_dlogp"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _SQRT_HALF = math.sqrt(0.5)
-_TAIL = -25.0  # Phi(-25) ~ 3e-138: below this the asymptotic branch
-# erfcx(u) ~ (1 / (u sqrt(pi))) sum_k c_k / (2 u^2)^k with c_k = (-1)^k (2k - 1)!!; at
-# u >= 25 / sqrt(2) the terms fall below 1e-18 relative by k = 9, so the sum stops at k = 8
-# (the series' smallest term is near k = u^2, far beyond).
+# Below the tail point the asymptotic branch takes over: in float64 Phi(-25) ~ 3e-138, in
+# float32 Phi(-8) ~ 6e-16 (float32's erfc underflows below about -13, and its log Phi was
+# -inf there). erfcx(u) ~ (1 / (u sqrt(pi))) sum_k c_k / (2 u^2)^k with c_k = (-1)^k (2k - 1)!!;
+# the terms at k = 8 are 1e-19 relative at u = 25 / sqrt(2) and 7e-9 at u = 8 / sqrt(2), below
+# each precision, so the sum stops there (the series' smallest term is near k = u^2, beyond).
+_TAIL = {64: -25.0, 32: -8.0}
 _ERFCX_SERIES = tuple((-1) ** k * math.prod(range(1, 2 * k, 2)) for k in range(9))
+
+
+def check_dtype(dtype) -> None:
+    """Only float32 and float64 are supported: the tail points and tolerances are set for them."""
+    if not (jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits in _TAIL):
+        raise TypeError(f"dtype must be float64 (the default) or float32, got {jnp.dtype(dtype)}")
+
+
+def tail_point(dtype) -> float:
+    """Where ``log_normal_interval`` switches to its asymptotic branch, for ``dtype``."""
+    check_dtype(dtype)
+    return _TAIL[jnp.finfo(dtype).bits]
 
 
 def log1mexp(x):
@@ -50,7 +69,7 @@ def normal_logpdf(y, mean, log_sigma):
 
 
 def _erfcx_asymptotic(u):
-    """``erfcx(u) = exp(u^2) erfc(u)`` for ``u >= 30 / sqrt 2``."""
+    """``erfcx(u) = exp(u^2) erfc(u)`` for ``u >= -tail_point / sqrt 2``."""
     inverse = 1.0 / u  # the one division
     r = 0.5 * inverse * inverse
     series = _ERFCX_SERIES[-1]
@@ -60,92 +79,128 @@ def _erfcx_asymptotic(u):
 
 
 @jax.custom_jvp
-def log_normal_interval(lower, upper):
-    """``log(Phi(upper) - Phi(lower))`` for ``lower < upper``; ``lower`` may be ``-inf``.
+def normal_interval(lower, upper):
+    """``(log P, f(lower) / P, f(upper) / P)`` for ``P = Phi(upper) - Phi(lower)``,
+    ``lower < upper``; ``lower`` may be ``-inf`` and ``upper`` ``+inf``. The two density ratios
+    are the derivatives: ``d log P / d upper = f(upper) / P``, ``d log P / d lower =
+    -f(lower) / P`` (zero at an open end).
 
     An interval in the upper half is reflected (``Phi(b) - Phi(a) = Phi(-a) - Phi(-b)``) so
-    that ``a < b`` and ``a + b <= 0``. Central branch: ``(erfc(-b/sqrt2) - erfc(-a/sqrt2)) / 2``.
-    Far tail (``b < -25``), with ``u = -b/sqrt2``, ``v = -a/sqrt2``:
-    ``log P = -u^2 - log 2 + log(erfcx(u) - erfcx(v) exp(u^2 - v^2))``, which never underflows.
-    Each branch sees finite dummy arguments where it is not used, and an infinite end never
-    reaches ``erfc``.
-
-    Derivatives are not traced through the branches: ``d log P = (phi(b) db - phi(a) da) / P``,
-    the density ratios of :func:`ordered_density_ratio`, finite everywhere (0 at an open end).
-    Under forward mode this costs two products per element and direction.
+    that ``a < b`` and ``a + b <= 0``. Central branch: ``P = (erfc(-b/sqrt2) - erfc(-a/sqrt2))
+    / 2`` and the ratios ``exp(log f - log P)`` (relative error up to about ``eps x^2``, from
+    the rounding of both logs: ``1.4e-13`` in float64 and ``8e-6`` in float32 at the tail
+    point). Far tail (``b`` below :func:`tail_point`), with ``u = -b/sqrt2``, ``v = -a/sqrt2``
+    and ``E = P exp(u^2) = (erfcx(u) - erfcx(v) exp(u^2 - v^2)) / 2``: ``log P = log E - u^2``,
+    which never underflows, and ``f(b) / P = exp(-log sqrt(2 pi) - log E)``, ``f(a) / P =
+    exp(u^2 - v^2) f(b) / P``, free of the cancellation of ``log f - log P`` between two
+    numbers of size ``u^2`` (which lost every digit of the float32 ratio by ``x = -1e4``); their
+    relative error is about ``eps |log E|``, below ``400 eps`` at float64's limit. Each branch
+    sees finite dummy arguments where it is not used, and an infinite end never reaches
+    ``erfc``.
     """
+    tail = tail_point(jnp.result_type(lower, upper))
     reflect = lower + upper > 0.0
     a = jnp.where(reflect, -upper, lower)
     b = jnp.where(reflect, -lower, upper)
     open_below = jnp.isneginf(a)
-    tail = b < _TAIL
-    b_central = jnp.where(tail, 0.0, b)
-    a_central = jnp.where(tail | open_below, b_central - 1.0, a)
+    in_tail = b < tail
+    b_central = jnp.where(in_tail, 0.0, b)
+    a_central = jnp.where(in_tail | open_below, b_central - 1.0, a)
     below_central = jnp.where(open_below, 0.0, erfc(-_SQRT_HALF * a_central))
     central = 0.5 * (erfc(-_SQRT_HALF * b_central) - below_central)  # P
     # far tail: u - v = -(b - a) / sqrt2 from the width itself, which keeps narrow intervals exact
-    b_far = jnp.where(tail, b, _TAIL - 1.0)
-    width = jnp.where(tail & ~open_below, b - a, 1.0)
+    b_far = jnp.where(in_tail, b, tail - 1.0)
+    width = jnp.where(in_tail & ~open_below, b - a, 1.0)
     u = -_SQRT_HALF * b_far
     v = u + _SQRT_HALF * width  # v > u, so exp(u^2 - v^2) <= 1
-    below = jnp.where(open_below, 0.0, _erfcx_asymptotic(v) * jnp.exp(-_SQRT_HALF * width * (u + v)))
-    far = 0.5 * (_erfcx_asymptotic(u) - below)  # P exp(u^2)
+    decay = jnp.where(open_below, 0.0, jnp.exp(-_SQRT_HALF * width * (u + v)))  # exp(u^2 - v^2)
+    far = 0.5 * (_erfcx_asymptotic(u) - _erfcx_asymptotic(v) * decay)  # E = P exp(u^2)
     # one log for both branches (a log costs about as much as an erfc)
-    return jnp.log(jnp.where(tail, far, central)) - jnp.where(tail, u * u, 0.0)
+    log_selected = jnp.log(jnp.where(in_tail, far, central))
+    log_p = log_selected - jnp.where(in_tail, u * u, 0.0)
+    # r = f(x) / P = exp(log f(x) - log P): in the tail u^2 = b^2 / 2 cancels exactly, leaving
+    # r_b = exp(-log sqrt(2 pi) - log E) and r_a = exp(u^2 - v^2) r_b; one exp per end for
+    # both branches, and no cancellation between numbers of size u^2
+    log_density_b = jnp.where(in_tail, 0.0, -0.5 * b_central * b_central) - _HALF_LOG_2PI
+    log_density_a = jnp.where(in_tail, -_SQRT_HALF * width * (u + v),
+                              -0.5 * a_central * a_central) - _HALF_LOG_2PI
+    ratio_b = jnp.exp(log_density_b - log_selected)
+    ratio_a = jnp.where(open_below, 0.0, jnp.exp(log_density_a - log_selected))
+    return log_p, jnp.where(reflect, ratio_b, ratio_a), jnp.where(reflect, ratio_a, ratio_b)
 
 
-@log_normal_interval.defjvp
-def _log_normal_interval_jvp(primals, tangents):
+@normal_interval.defjvp
+def _normal_interval_jvp(primals, tangents):
+    """Derivatives from the ratios ``r = f(x) / P`` (with ``f'(x) = -x f(x)``), not traced
+    through either branch: ``d log P = r_upper d upper - r_lower d lower`` and ``d r = r (-x dx
+    - d log P)`` at each end (``x dx`` is 0 at an open end, where ``r = 0``). Under forward
+    mode (the Hessians) this costs a few products per element and direction. The second
+    derivatives ``-(x + r) r`` keep the rounding of ``x + r``, which cancels in the far tail
+    (``r ~ -x``): relative error up to about ``6 eps x^2`` there (float64: 1e-12 at ``x = -25``,
+    1e-7 at ``-1e4``; float32: 5e-5 at ``-8``, 1e-2 at ``-100``), as before the ratios were
+    exact; they stay finite. (A stable ``x + r`` from the tail series, referenced by the
+    tangents, made the structured Hessian 25-35 % slower at the reference model, measured, so
+    it is not used.)"""
     lower, upper = primals
     d_lower, d_upper = tangents
-    log_p = log_normal_interval(lower, upper)
-    return log_p, (ordered_density_ratio("probit", upper, log_p) * d_upper
-                   - ordered_density_ratio("probit", lower, log_p) * d_lower)
+    log_p, ratio_lower, ratio_upper = normal_interval(lower, upper)
+    finite = lambda x: jnp.where(jnp.isinf(x), 0.0, x)
+    d_log_p = ratio_upper * d_upper - ratio_lower * d_lower
+    return (log_p, ratio_lower, ratio_upper), (
+        d_log_p,
+        ratio_lower * (-finite(lower) * d_lower - d_log_p),
+        ratio_upper * (-finite(upper) * d_upper - d_log_p))
+
+
+def log_normal_interval(lower, upper):
+    """``log(Phi(upper) - Phi(lower))`` for ``lower < upper`` (see :func:`normal_interval`,
+    whose JVP gives its derivatives as density ratios)."""
+    return normal_interval(lower, upper)[0]
+
+
+def logistic_interval(lower, upper):
+    """``(log P, f(lower) / P, f(upper) / P)`` for ``P = F(upper) - F(lower)`` of the logistic
+    CDF ``F``, ``lower < upper``; ``lower`` may be ``-inf``.
+
+    ``P = F(b) F(-a) (1 - exp(a - b))``, each factor in log space (with ``lower = -inf`` the
+    last two are 1). The ratios come from the same factors, ``f(b) / P = F(-b) / (F(-a) (1 -
+    exp(a - b)))`` and ``f(a) / P = F(a) / (F(b) (1 - exp(a - b)))``, with no cancellation.
+    """
+    open_below = jnp.isneginf(lower)
+    a = jnp.where(open_below, 0.0, lower)  # finite dummies where unused, for finite derivatives
+    gap = log1mexp(jnp.where(open_below, -1.0, a - upper))  # log(1 - exp(a - b))
+    rest = jnp.where(open_below, 0.0, log_sigmoid(-a) + gap)
+    log_upper = log_sigmoid(upper)
+    ratio_lower = jnp.where(open_below, 0.0, jnp.exp(log_sigmoid(a) - log_upper - gap))
+    return log_upper + rest, ratio_lower, jnp.exp(log_sigmoid(-upper) - rest)
 
 
 def log_logistic_interval(lower, upper):
-    """``log(F(upper) - F(lower))`` for the logistic CDF ``F``, ``lower < upper``.
+    """``log(F(upper) - F(lower))`` for the logistic CDF (see :func:`logistic_interval`)."""
+    return logistic_interval(lower, upper)[0]
 
-    ``F(b) - F(a) = F(b) F(-a) (1 - exp(a - b))``, each factor in log space; ``lower`` may be
-    ``-inf`` (then the last two factors are 1).
-    """
-    open_below = jnp.isneginf(lower)
-    a = jnp.where(open_below, upper - 1.0, lower)
-    rest = log_sigmoid(-a) + log1mexp(a - upper)
-    return log_sigmoid(upper) + jnp.where(open_below, 0.0, rest)
+
+def ordered_interval(link: str, lower, upper):
+    """``(log P, f(lower) / P, f(upper) / P)`` with ``P = F(upper) - F(lower)`` for the
+    ``"probit"`` or ``"logit"`` link; ``lower`` may be ``-inf`` and ``upper`` ``+inf`` (the
+    first and last categories). ``d log P / d upper = f(upper) / P`` and ``d log P / d lower
+    = -f(lower) / P`` (zero at an open end)."""
+    if link == "probit":
+        return normal_interval(lower, upper)
+    # F(b) - F(a) with b = +inf equals F(-a) - F(-b): reflect the open-above intervals (the
+    # density is symmetric, so the ratios swap ends)
+    open_above = jnp.isposinf(upper)
+    log_p, ratio_a, ratio_b = logistic_interval(jnp.where(open_above, -upper, lower),
+                                                jnp.where(open_above, -lower, upper))
+    return log_p, jnp.where(open_above, ratio_b, ratio_a), jnp.where(open_above, ratio_a, ratio_b)
 
 
 def ordered_log_prob(link: str, lower, upper):
-    """``log(F(upper) - F(lower))`` for the ``"probit"`` or ``"logit"`` link; ``lower`` may be
-    ``-inf`` and ``upper`` ``+inf`` (the first and last categories)."""
-    if link == "logit":
-        # F(b) - F(a) with b = +inf equals F(-a) - F(-b): reflect the open-above intervals
-        open_above = jnp.isposinf(upper)
-        return log_logistic_interval(jnp.where(open_above, -upper, lower),
-                                     jnp.where(open_above, -lower, upper))
-    return log_normal_interval(lower, upper)
-
-
-def _log_density(link: str, x):
-    """``log f(x)`` of the standard normal or logistic density."""
-    if link == "logit":
-        return log_sigmoid(x) + log_sigmoid(-x)
-    return -0.5 * x * x - _HALF_LOG_2PI
-
-
-def ordered_density_ratio(link: str, x, log_prob):
-    """``f(x) / P`` with ``log P = log_prob``, evaluated as ``exp(log f(x) - log P)``; zero at
-    ``x = +-inf`` (an open end of the first or last category), with a finite dummy exponent
-    there so that derivatives of this ratio stay finite too.
-
-    With ``P = F(upper) - F(lower)``: ``d log P / d upper = f(upper) / P`` and
-    ``d log P / d lower = -f(lower) / P``.
-    """
-    infinite = jnp.isinf(x)
-    # the exponent, not only x, is replaced at an open end: exp(log f(0) - log P) overflows
-    # when P is tiny, and 0 * inf in a derivative would be NaN
-    log_ratio = jnp.where(infinite, 0.0, _log_density(link, jnp.where(infinite, 0.0, x)) - log_prob)
-    return jnp.where(infinite, 0.0, jnp.exp(log_ratio))
+    """``log(F(upper) - F(lower))`` (see :func:`ordered_interval`); the probit's derivatives
+    are the density ratios (a custom JVP), the logit's traced."""
+    if link == "probit":
+        return log_normal_interval(lower, upper)
+    return ordered_interval(link, lower, upper)[0]
 
 
 def binary_probit_log_prob(utility, chosen):
@@ -153,11 +208,12 @@ def binary_probit_log_prob(utility, chosen):
     return log_normal_interval(-jnp.inf, jnp.where(chosen == 1, utility, -utility))
 
 
-def binary_probit_dlogp(utility, chosen, log_prob):
-    """``d log Phi(s V) / dV = s phi(V) / Phi(s V)`` (the signed inverse Mills ratio), as
-    ``s exp(log phi(V) - log Phi(s V))``: finite and accurate for ``|V|`` far beyond 35."""
+def binary_probit_log_prob_and_dlogp(utility, chosen):
+    """``(log Phi(s V), s phi(V) / Phi(s V))``: the log-probability and its derivative in
+    ``V`` (the signed inverse Mills ratio), finite and accurate to each dtype's limit."""
     sign = jnp.where(chosen == 1, 1.0, -1.0)
-    return sign * jnp.exp(_log_density("probit", utility) - log_prob)
+    log_p, _, ratio = normal_interval(-jnp.inf, sign * utility)
+    return log_p, sign * ratio
 
 
 def multinomial_logit_log_prob(utility, chosen, available, axis: int = -1):

@@ -18,7 +18,21 @@ from jaxtyping import Array, Float
 from ._data import PanelArrays
 
 __all__ = ["individual_loglik", "loglik_per_individual", "simulated_loglik", "map_individuals",
-           "sum_over_chunks"]
+           "sum_over_chunks", "check_inputs"]
+
+
+def check_inputs(model, data: PanelArrays, draws) -> None:
+    """Validate the data and draws of a direct call (outside ``jit``): the model's
+    :meth:`~jaxiclv.ICLV.check_data` on the arrays (a Likert 2.7 is an error, not level 2) and
+    the draws' shape. Traced calls (inside ``jit``, ``grad`` or ``vmap``) are not checked:
+    :class:`~jaxiclv.Problem` checks its data once, before it traces anything."""
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((data, draws))):
+        return
+    model.check_data(data)
+    n, d = data.task_mask.shape[0], model.n_draw_dims
+    if jnp.ndim(draws) != 3 or jnp.shape(draws)[0] != n or jnp.shape(draws)[2] != d:
+        raise ValueError(f"draws must have shape (N, R, D) = ({n}, R, {d}), got "
+                         f"{jnp.shape(draws)}")
 
 
 def map_individuals(f, xs, chunk_size: int):
@@ -63,6 +77,7 @@ def individual_loglik(model, x: PanelArrays, eta: Float[Array, "R D"]) -> Float[
 def loglik_per_individual(model, data: PanelArrays, draws: Float[Array, "N R D"],
                           chunk_size: int | None = None) -> Float[Array, " N"]:
     """The simulated log-likelihood of every individual, shape ``(N,)``."""
+    check_inputs(model, data, draws)
     if chunk_size is None:
         return jax.vmap(individual_loglik, in_axes=(None, 0, 0))(model, data, draws)
     return map_individuals(lambda xe: individual_loglik(model, *xe), (data, draws), chunk_size)

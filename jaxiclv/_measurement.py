@@ -44,7 +44,7 @@ from jaxtyping import Array, Float
 from ._component import (AbstractComponent, AbstractEquation, Named, checked_names,
                          labelled_names)
 from ._data import DataError
-from ._kernels import normal_logpdf, ordered_density_ratio, ordered_log_prob
+from ._kernels import normal_logpdf, ordered_interval, ordered_log_prob
 from ._parameters import replace_fields
 
 __all__ = ["AbstractMeasurement", "AbstractIndex", "LinearIndex", "IndexEquation",
@@ -454,12 +454,12 @@ class OrderedMeasurement(AbstractKernelMeasurement):
         values, covariates = data
         index, index_pullback = self.index.vjp(covariates, lv)  # (K, R)
         lo, hi, inverse_scale = self._standardised_ends(values, index)
-        log_p = ordered_log_prob(self.link, lo, hi)  # (K, R)
+        log_p, ratio_lo, ratio_hi = ordered_interval(self.link, lo, hi)  # (K, R) each
 
         def pullback(w):
             # d log P / d hi = f(hi) / P, d log P / d lo = -f(lo) / P (0 at an open end)
-            d_hi = w[None, :] * ordered_density_ratio(self.link, hi, log_p)  # (K, R)
-            d_lo = -w[None, :] * ordered_density_ratio(self.link, lo, log_p)
+            d_hi = w[None, :] * ratio_hi  # (K, R)
+            d_lo = -w[None, :] * ratio_lo
             # hi = (tau_upper - mu) / s: d/d mu = -(d_hi + d_lo) / s, d/d tau_upper = d_hi / s,
             # d/d log s = -(d_hi hi + d_lo lo) (an open end contributes 0)
             if inverse_scale is None:

@@ -289,16 +289,22 @@ class ICLV(eqx.Module):
                 terms[c] = component.set_derived(mine)
                 rest = {k: v for k, v in rest.items() if k not in mine}
         for name in rest:
-            known = [*labelled_values(self), *self.natural_values()]
+            known = list(dict.fromkeys([*labelled_values(self), *self.natural_values()]))
             raise KeyError(f"no parameter named {name!r} in the model{close_matches(name, known)}")
         return model._with_components(model.latent, terms)
 
     # ---- data ----
 
-    def check_data(self, panel: Panel) -> None:
+    def check_data(self, panel: Panel | PanelArrays) -> None:
         """Raise a :class:`DataError` if ``panel`` lacks what the model reads or holds values
-        that the model cannot explain (a Likert value outside 1..levels, say)."""
-        arrays = panel.arrays
+        that the model cannot explain (a Likert value outside 1..levels, say), or if the
+        choice model's alternatives do not match the panel's by label. ``PanelArrays`` built
+        by hand (not by :meth:`Panel.from_dataframe`) are checked as well: finite covariates
+        and attributes, choices that index an available alternative; individuals are then
+        named by their position."""
+        built = isinstance(panel, Panel)
+        arrays = panel.arrays if built else panel
+        ids = panel.ids if built else np.arange(arrays.task_mask.shape[0])
         for role, needed, present in (
                 ("covariate", self.covariates, arrays.covariate_names),
                 ("indicator", [i for b in self.measurement for i in b.indicators],
@@ -309,9 +315,11 @@ class ICLV(eqx.Module):
             if missing:
                 raise DataError(f"the model uses {role}s {missing} that the panel does not hold; "
                                 f"the panel's {role}s are {list(present)}")
+        if not built:
+            _check_arrays(arrays)
         indicators = np.asarray(arrays.indicators)
         for block in self.measurement:
-            block.check_data(indicators[:, arrays.indicator_columns(block.indicators)], panel.ids)
+            block.check_data(indicators[:, arrays.indicator_columns(block.indicators)], ids)
         if self.choice is not None:
             binary_model = self.choice.binary
             binary_panel = arrays.available.shape[2] == 1
@@ -321,9 +329,48 @@ class ICLV(eqx.Module):
                     f"{'binary' if binary_model else 'multinomial'} choice, but the panel is "
                     f"{'binary' if binary_panel else 'multinomial'} (attributes given as a "
                     f"{'list' if binary_panel else 'mapping'})")
-            if not binary_model and panel.n_alternatives != self.choice.n_alternatives:
-                raise DataError(f"the choice model has {self.choice.n_alternatives} alternatives, "
-                                f"the panel {panel.n_alternatives} {panel.alternatives}")
+            if binary_model:
+                return
+            if built:
+                panel.in_order(self.choice.alternatives)  # the labels must match
+            elif arrays.available.shape[2] != self.choice.n_alternatives:
+                raise DataError(f"the choice model has {self.choice.n_alternatives} "
+                                f"alternatives, the data {arrays.available.shape[2]}")
+
+    def aligned(self, panel: Panel) -> Panel:
+        """``panel`` checked against the model (:meth:`check_data`), with its alternatives in
+        the model's order (matched by label)."""
+        self.check_data(panel)
+        if self.choice is None or self.choice.binary:
+            return panel
+        return panel.in_order(self.choice.alternatives)
+
+
+def _check_arrays(arrays: PanelArrays) -> None:
+    """What :meth:`Panel.from_dataframe` guarantees, for arrays built by hand."""
+    for name, values, names in (("covariate", arrays.covariates, arrays.covariate_names),
+                                ("indicator", arrays.indicators, arrays.indicator_names)):
+        bad = ~np.isfinite(np.asarray(values))
+        if bad.any():
+            n, k = np.argwhere(bad)[0]
+            raise DataError(f"{name} {names[k]!r} of individual {n} (position) is "
+                            f"{np.asarray(values)[n, k]}: not finite")
+    attributes = np.asarray(arrays.attributes)
+    bad = ~np.isfinite(attributes) & np.asarray(arrays.task_mask)[:, :, None, None]
+    if bad.any():
+        n, t, j, a = np.argwhere(bad)[0]
+        raise DataError(f"attribute {arrays.attribute_names[a]!r} of alternative {j} in task "
+                        f"{t + 1} of individual {n} (position) is {attributes[n, t, j, a]}")
+    choice, available = np.asarray(arrays.choice), np.asarray(arrays.available)
+    n_alternatives = max(available.shape[2], 2)  # binary data hold one utility difference
+    bad = ((choice < 0) | (choice >= n_alternatives)) & np.asarray(arrays.task_mask)
+    if not bad.any() and available.shape[2] > 1:
+        chosen = np.take_along_axis(available, np.clip(choice, 0, None)[..., None], 2)[..., 0]
+        bad = ~chosen & np.asarray(arrays.task_mask)
+    if bad.any():
+        n, t = np.argwhere(bad)[0]
+        raise DataError(f"the choice {choice[n, t]} in task {t + 1} of individual {n} (position) "
+                        f"is not an available alternative (0..{n_alternatives - 1})")
 
 
 def share(model: ICLV, groups: Mapping[str, Sequence[str]]) -> ICLV:

@@ -27,6 +27,7 @@ import pandas as pd
 from ._data import Panel
 from ._draws import Halton, make_draws
 from ._gradients import loglik_and_grad_per_individual, simulated_loglik_analytic
+from ._kernels import check_dtype
 from ._hessian import (
     HESSIANS,
     chunk_size_for_directions,
@@ -165,7 +166,8 @@ class Problem:
             raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
         if pullbacks not in PULLBACKS:
             raise ValueError(f"pullbacks must be one of {PULLBACKS}, got {pullbacks!r}")
-        model.check_data(panel)
+        check_dtype(dtype)
+        panel = model.aligned(panel)  # checked, alternatives in the model's order
         self.panel = panel
         self.gradient = gradient
         self.pullbacks = pullbacks

@@ -13,12 +13,15 @@ __all__ = ["Results", "Status"]
 
 
 class Status(enum.Enum):
-    """How the optimiser stopped."""
+    """How the estimation ended: the optimiser's outcome, or ``HESSIAN_FAILED`` when the
+    optimiser stopped well but the Hessian at its point is unusable (then the estimates are
+    there and the standard errors are NaN)."""
 
     CONVERGED = "converged"
     MAX_ITERATIONS = "maximum number of iterations reached"
     STALLED = "no further improvement (line search failed before convergence)"
     NON_FINITE = "the log-likelihood or its gradient is not finite"
+    HESSIAN_FAILED = "the Hessian at the estimates is not finite or not symmetric"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -105,8 +108,11 @@ class Results:
         ``tau_j`` for their increments) with delta-method standard errors
         ``sqrt(diag(J V J'))``; parameters that are fixed get a NaN standard error."""
         jacobian = self.natural_jacobian
-        se = np.sqrt(np.einsum("ip,pq,iq->i", jacobian, self.cov, jacobian))
-        se = np.where(np.any(jacobian != 0, axis=1), se, np.nan)
+        unknown = np.isnan(np.diag(self.cov))  # parameters without a standard error
+        cov = np.where(unknown[:, None] | unknown[None, :], 0.0, self.cov)
+        se = np.sqrt(np.einsum("ip,pq,iq->i", jacobian, cov, jacobian))
+        uses_unknown = np.any(jacobian[:, unknown] != 0, axis=1)
+        se = np.where(np.any(jacobian != 0, axis=1) & ~uses_unknown, se, np.nan)
         index = list(self.natural_names)
         t = self.natural_estimates / se
         return pd.DataFrame({"estimate": self.natural_estimates, "std err": se, "t": t,

@@ -77,12 +77,15 @@ def simulate(model, n_individuals: int, n_tasks: int | Sequence[int] = 6, seed: 
             panel_spec["attributes"] = list(choice.attributes)
             frame["choice"] = chosen
         else:
-            alts = choice.alternatives
+            alts = choice.alternatives  # labels, for the column names
             for k, a in enumerate(choice.attributes):
                 frame.update({f"{a}_{alt}": x[:, j, k] for j, alt in enumerate(alts)})
-            panel_spec["attributes"] = {a: [f"{a}_{alt}" for alt in alts] for a in choice.attributes}
-            panel_spec["alternatives"] = alts
-            frame["choice"] = np.asarray(alts)[chosen]
+            panel_spec["attributes"] = {a: [f"{a}_{alt}" for alt in alts]
+                                        for a in choice.attributes}
+            panel_spec["alternatives"] = choice.codes
+            codes = np.empty(len(choice.codes), dtype=object)
+            codes[:] = choice.codes  # the user's codes, numbers or strings, as given
+            frame["choice"] = pd.Series(codes[chosen]).infer_objects().to_numpy()
     else:
         frame["choice"] = np.zeros(len(row_ids), dtype=int)
     data = pd.DataFrame({**frame, **columns})

@@ -1,7 +1,13 @@
 """Test configuration: float64 and strict rank promotion, so that shape bugs raise."""
 
-import jax
-import pytest
+import os
+
+# the test processes run side by side (pytest-xdist): on an accelerator none may take most of
+# its memory up front
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")

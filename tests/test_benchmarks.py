@@ -40,7 +40,9 @@ ENVIRONMENT = {"device", "platform", "jax", "jaxlib", "git_commit", "cpu_count",
 TIMING = {"first_s", "median_s", "min_s", "max_s", "q1_s", "q3_s", "times_s", "runs",
           "rss_peak_mb"}
 
-pytestmark = pytest.mark.slow
+# slow; one worker runs the whole module (pytest-xdist --dist loadgroup): the benchmark run
+# behind its fixture happens once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_benchmarks")]
 
 
 @pytest.fixture(scope="module")

@@ -119,23 +119,31 @@ def _rows_of_individuals(panel):
 def test_rows_in_any_order_are_grouped_into_the_same_individuals(make, seed):
     df = binary_data() if make is binary_panel else multinomial_data()
     reference = make(df)
-    shuffled = make(df.sample(frac=1.0, random_state=seed))
-    np.testing.assert_array_equal(shuffled.ids, reference.ids)
+    rows = df.sample(frac=1.0, random_state=seed)
+    shuffled = make(rows)
+    # individuals in the order of their first row (which sets the draws each one gets)
+    assert list(shuffled.ids) == list(dict.fromkeys(rows["id"]))
     assert _rows_of_individuals(shuffled) == _rows_of_individuals(reference)
-    np.testing.assert_array_equal(shuffled.arrays.task_mask.sum(1), reference.arrays.task_mask.sum(1))
-    np.testing.assert_array_equal(shuffled.arrays.indicators, reference.arrays.indicators)
-    np.testing.assert_array_equal(shuffled.arrays.covariates, reference.arrays.covariates)
+    at = [list(shuffled.ids).index(i) for i in reference.ids]  # reference order
+    np.testing.assert_array_equal(np.asarray(shuffled.arrays.task_mask.sum(1))[at],
+                                  reference.arrays.task_mask.sum(1))
+    np.testing.assert_array_equal(np.asarray(shuffled.arrays.indicators)[at],
+                                  reference.arrays.indicators)
+    np.testing.assert_array_equal(np.asarray(shuffled.arrays.covariates)[at],
+                                  reference.arrays.covariates)
     assert shuffled.n_observations == reference.n_observations == len(df)
 
 
-def test_string_ids_are_sorted_and_kept():
+def test_string_ids_are_kept_in_the_order_of_their_first_row():
     panel = multinomial_panel()
     assert list(panel.ids) == ["a", "b", "c"]
     np.testing.assert_array_equal(panel.arrays.task_mask, [[1, 1], [1, 1], [1, 0]])
     np.testing.assert_array_equal(panel.arrays.covariates[:, 0], [20, 30, 40])
-    # string ids in a binary panel too, with rows of one individual far apart
-    df = binary_data().assign(id=["x10", "y20", "x10", "y20", "z30", "y20"])
-    assert list(binary_panel(df).ids) == ["x10", "y20", "z30"]
+    # string ids in a binary panel too, with rows of one individual far apart, not sorted
+    df = binary_data().assign(id=["z10", "y20", "z10", "y20", "x30", "y20"])
+    panel = binary_panel(df)
+    assert list(panel.ids) == ["z10", "y20", "x30"]
+    np.testing.assert_array_equal(panel.arrays.covariates[:, 0], [31, 42, 53])
 
 
 def test_multinomial_panel_arrays():
@@ -542,7 +550,12 @@ def test_binary_model_with_multinomial_panel_and_vice_versa():
 
 
 def test_wrong_number_of_alternatives():
-    with raises_data_error("the choice model has 2 alternatives, the panel 3"):
+    with raises_data_error("alternatives ['1', '2'] do not match the panel's [1, 2, 3]",
+                           "not in the model: ['3']"):
         multinomial_model(alternatives=(1, 2)).check_data(multinomial_panel())
-    with raises_data_error("the choice model has 4 alternatives, the panel 3"):
+    with raises_data_error("alternatives ['1', '2', '3', '4'] do not match", "not in the panel: "
+                           "['4']"):
         multinomial_model(alternatives=(1, 2, 3, 4)).check_data(multinomial_panel())
+    # hand-built arrays carry no labels: their number must match
+    with raises_data_error("the choice model has 2 alternatives, the data 3"):
+        multinomial_model(alternatives=(1, 2)).check_data(multinomial_panel().arrays)

@@ -103,9 +103,9 @@ FINITE = [-40.0, -35.0, -30.5, -30.0, -29.5, -27.0, -26.5, -25.5, -25.0, -24.5, 
           30.0, 30.5, 35.0, 40.0]
 WIDE_A, WIDE_B = grid_pairs([-INF, *FINITE, INF])
 
-# the central branch of log_normal_interval ends here (it was -30: there Phi(b)^2 underflowed for
-# -30 <= b < -26.5 and second derivatives were -inf / NaN)
-TAIL = float(getattr(K, "_TAIL", -30.0))
+# the central branch of log_normal_interval ends here in float64 (it was -30: there Phi(b)^2
+# underflowed for -30 <= b < -26.5 and second derivatives were -inf / NaN)
+TAIL = K.tail_point(jnp.float64)
 
 
 # jitted once here: eager op-by-op dispatch of the kernels costs seconds per new shape
@@ -515,27 +515,36 @@ def test_log1mexp_derivative_very_close_to_zero():
 # --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("link", ["probit", "logit"])
-def test_ordered_density_ratio_is_the_derivative(link):
+def test_ordered_interval_ratios_are_the_derivative(link):
     gradient = gradient_of(LINKS[link], WIDE_A, WIDE_B)
     da, db = gradient[:, 0], gradient[:, 1]
-    log_p = LINKS[link](jnp.asarray(WIDE_A), jnp.asarray(WIDE_B))
-    upper = np.asarray(K.ordered_density_ratio(link, jnp.asarray(WIDE_B), log_p))
-    lower = np.asarray(K.ordered_density_ratio(link, jnp.asarray(WIDE_A), log_p))
+    interval = jax.jit(functools.partial(K.ordered_interval, link))
+    log_p, lower, upper = map(np.asarray, interval(jnp.asarray(WIDE_A), jnp.asarray(WIDE_B)))
+    # the same value as ordered_log_prob (up to the order XLA fuses the operations in)
+    np.testing.assert_allclose(log_p, np.asarray(LINKS[link](jnp.asarray(WIDE_A),
+                                                             jnp.asarray(WIDE_B))), rtol=4 * EPS)
     ratio = np.stack([-lower, upper], -1)
     assert_gradient_close(ratio, np.stack(ref_gradient(link, WIDE_A, WIDE_B), -1), rtol=1e-11)
     assert_gradient_close(ratio, np.stack([da, db], -1), rtol=1e-11)
-    grad = jax.grad(lambda x: K.ordered_density_ratio(link, x, jnp.asarray(-1.0)))
-    assert float(grad(jnp.inf)) == 0.0 and float(grad(-jnp.inf)) == 0.0
+    # at an open end the ratio is 0 and so are its derivatives
+    for lower_end, upper_end in ((-jnp.inf, 0.3), (-0.3, jnp.inf)):
+        ratios = jax.jacfwd(lambda t: jnp.stack(K.ordered_interval(link, lower_end + t,
+                                                                   upper_end + t)[1:]))(0.0)
+        assert np.all(np.isfinite(np.asarray(ratios)))
+        open_end = 0 if np.isneginf(lower_end) else 1
+        assert float(ratios[open_end]) == 0.0
 
 
 def test_binary_probit_dlogp_is_the_derivative():
-    v = jnp.array([-40.0, -35.0, -28.0, -3.0, 0.0, 2.0, 28.0, 35.0, 40.0])
+    v = jnp.array([-40.0, -35.0, -28.0, -3.0, 0.0, 2.0, 28.0, 35.0, 40.0, -1e4, 1e4, -1e150])
     for chosen in (0, 1):
         c = jnp.full(v.shape, chosen)
-        log_p = K.binary_probit_log_prob(v, c)
+        log_p, dlogp = K.binary_probit_log_prob_and_dlogp(v, c)
+        np.testing.assert_allclose(np.asarray(log_p), np.asarray(K.binary_probit_log_prob(v, c)),
+                                   rtol=4 * EPS)
         sign = 1.0 if chosen else -1.0
-        np.testing.assert_allclose(np.asarray(K.binary_probit_dlogp(v, c, log_p)),
-                                   sign * ref_mills(sign * np.asarray(v)), rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(np.asarray(dlogp), sign * ref_mills(sign * np.asarray(v)),
+                                   rtol=1e-12, atol=1e-300)
 
 
 def test_multinomial_logit_dlogp_is_the_derivative():
@@ -547,3 +556,125 @@ def test_multinomial_logit_dlogp_is_the_derivative():
         p = np.zeros(4)
         p[av] = special.softmax(MNL_UTILITY[t][av])
         np.testing.assert_allclose(value[t], np.eye(4)[MNL_CHOSEN[t]] - p, rtol=1e-12, atol=1e-15)
+
+
+# --------------------------------------------------------------------------------------------
+# every supported dtype over its whole range
+# --------------------------------------------------------------------------------------------
+
+# |x| up to where x^2 / 2 still fits the dtype (float32: 1.8e19, float64: 1.9e154)
+DTYPE_LIMITS = {jnp.float32: 1e18, jnp.float64: 1e150}
+
+
+def _log_grid(limit):
+    """0, +-1e-3 .. +-limit (logarithmically) and the points around the tail points."""
+    magnitudes = np.geomspace(1e-3, limit, 200)
+    extra = [7.9, 8.0, 8.1, 12.9, 13.0, 13.1, 24.9, 25.0, 25.1]
+    return np.unique(np.concatenate([-magnitudes, [0.0], magnitudes, extra, np.negative(extra)]))
+
+
+def _relative_error(value, reference, floor=np.finfo(np.float64).tiny):
+    return np.abs(value - reference) / np.maximum(np.abs(reference), floor)
+
+
+def _mills_bound(x, dtype):
+    """Relative error allowed for phi(x) / Phi(x): on the central branch exp(log phi - log Phi)
+    carries the rounding of both logs, each about eps x^2 / 2 (measured: up to 1.2 eps x^2 in
+    float64 near the tail point), so 16 eps + 1.5 eps x^2; in the far tail exp(-log sqrt(2 pi)
+    - log E) with |log E| ~ log(2 |x| sqrt(pi / 2)) carries eps |log E|, so 16 eps + 2 eps
+    log(1 + |x|). Ratios below 1e-30 (or that underflow) are not checked relatively."""
+    tail = -K.tail_point(dtype)
+    central = 16.0 + 1.5 * np.minimum(x * x, tail * tail)
+    far = 16.0 + 2.0 * np.log1p(np.abs(x))
+    return float(jnp.finfo(dtype).eps) * np.where(x < -tail, far, central)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_log_cdfs_and_their_ratios_over_each_dtypes_range(dtype):
+    """log F(x) and f(x) / F(x) for both links, down to each dtype's limit, against scipy in
+    float64 (log_ndtr and erfcx for the probit, log_expit and expit for the logit). The probit
+    ratio in the central branch is exp(log phi - log Phi), good to about eps x^2 / 2 (the
+    rounding of x^2 / 2); in the far tail it is exp(-log sqrt(2 pi) - log E) to about eps
+    |log E|. Second derivatives stay finite everywhere, and the probit's lie in (-1, 0) (log Phi
+    is concave, its curvature between -1 and 0) within the rounding of x + r, which cancels in
+    the far tail (r ~ -x): 16 eps x^2 allowed, checked where that is below 1e-3."""
+    eps = float(jnp.finfo(dtype).eps)
+    x = _log_grid(DTYPE_LIMITS[dtype])
+    xs = jnp.asarray(x, dtype=dtype)
+    for link, log_cdf, ratio in (
+            ("probit", special.log_ndtr, ref_mills),
+            ("logit", special.log_expit, lambda t: special.expit(-t))):
+        interval = jax.jit(lambda t, link=link: K.ordered_interval(link, -jnp.inf, t))
+        log_p, lower, upper = map(np.asarray, interval(xs))
+        assert log_p.dtype == dtype and upper.dtype == dtype
+        np.testing.assert_array_equal(lower, 0.0)
+        # log F(x) = log(1 - F(-x)) for x > 0 is good to eps absolutely (what a sum of
+        # log-likelihoods needs), not relatively: the error is relative to max(|log F|, 1)
+        assert np.all(_relative_error(log_p, log_cdf(x), 1.0) <= 16 * eps), link
+        # the logit's ratio: a few eps (its factors carry no cancellation)
+        bound = _mills_bound(x, dtype) if link == "probit" else np.full(x.shape, 16 * eps)
+        error = _relative_error(upper, ratio(x))
+        assert np.all((error <= bound) | (ratio(x) < 1e-30)), (link, x[np.argmax(error / bound)])
+        log_cdf_of = lambda t, link=link: K.ordered_log_prob(link, jnp.asarray(-jnp.inf, dtype), t)
+        grad = jax.jit(jax.vmap(jax.grad(log_cdf_of)))
+        np.testing.assert_allclose(np.asarray(grad(xs)), upper, rtol=4 * eps, atol=0)
+        second = np.asarray(jax.jit(jax.vmap(jax.grad(jax.grad(log_cdf_of))))(xs))
+        assert np.all(np.isfinite(second)), link
+        if link == "probit":
+            rounding = _mills_bound(x, dtype) + 16 * eps * x * x  # measured: up to 6.3 eps x^2
+            check = rounding < 1e-3
+            within = (second <= rounding) & (second >= -1.0 - rounding)
+            assert np.all(within[check]), x[check & ~within]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_binary_probit_over_each_dtypes_range(dtype):
+    eps = float(jnp.finfo(dtype).eps)
+    v = _log_grid(DTYPE_LIMITS[dtype])
+    log_p, dlogp = map(np.asarray, jax.jit(K.binary_probit_log_prob_and_dlogp)(
+        jnp.asarray(v, dtype), jnp.zeros(v.shape, jnp.int32)))  # chose 0: log Phi(-V)
+    assert np.all(np.isfinite(log_p)) and np.all(np.isfinite(dlogp))
+    assert np.all(_relative_error(log_p, special.log_ndtr(-v), 1.0) <= 16 * eps)
+    mills = ref_mills(-v)
+    assert np.all((_relative_error(-dlogp, mills) <= _mills_bound(-v, dtype)) | (mills < 1e-30))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_normal_intervals_in_the_far_tails_of_each_dtype(dtype):
+    """Intervals below the tail point (narrow, wide, one open end) against the float64
+    references: log P to a few eps, both ratios (the derivatives) too, where float32 once
+    gave -inf for -25 < b < -13 and lost every digit of the ratio by b = -1e4 (the ratios
+    carry about eps |log E|: 32 eps allowed)."""
+    eps = float(jnp.finfo(dtype).eps)
+    a = np.array([-1e4 - 1.0, -20.0, -9.0, -14.0, -np.inf, -np.inf, -31.0, -1e3, -10.5])
+    b = np.array([-1e4, -9.0, -8.5, -13.0, -30.0, -1e4, -30.0, -999.0, -10.0])
+    log_p, lower, upper = map(np.asarray, jax.jit(K.normal_interval)(
+        jnp.asarray(a, dtype), jnp.asarray(b, dtype)))
+    np.testing.assert_allclose(log_p, ref_log_normal_interval(a, b), rtol=16 * eps)
+    ref_da, ref_db = ref_gradient("probit", a, b)  # float64: good to eps64 x^2, far below eps32
+    tolerance = 32 * eps if dtype == jnp.float32 else 1e-8  # float64: the reference's own error
+    np.testing.assert_allclose(upper, ref_db, rtol=tolerance)
+    np.testing.assert_allclose(-lower, ref_da, rtol=tolerance, atol=np.finfo(dtype).tiny)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_multinomial_logit_and_normal_density_in_each_dtype(dtype):
+    eps = float(jnp.finfo(dtype).eps)
+    utility = np.array([[0.0, 1.0, -2.0], [80.0, -80.0, 0.0], [1e30, 1e30, -1e30],
+                        [-1e3, -1e3 + 1.0, -1e3 - 1.0]])
+    chosen = np.array([0, 1, 1, 2])
+    log_p = np.asarray(jax.jit(K.multinomial_logit_log_prob)(
+        jnp.asarray(utility, dtype), jnp.asarray(chosen), jnp.ones(utility.shape, bool)))
+    reference = np.array([u[c] - special.logsumexp(u) for u, c in zip(utility, chosen)])
+    # log P is a difference of utilities: good to eps max|V| absolutely
+    assert np.all(np.abs(log_p - reference) <= 16 * eps * np.abs(utility).max(axis=1))
+    y = np.array([0.3, -40.0, 1e18, 5.0])
+    value = np.asarray(jax.jit(K.normal_logpdf)(jnp.asarray(y, dtype), jnp.asarray(0.1, dtype),
+                                                jnp.asarray(np.log(2.0), dtype)))
+    np.testing.assert_allclose(value, stats.norm.logpdf(y, 0.1, 2.0), rtol=16 * eps)
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.float16, jnp.bfloat16, jnp.complex64])
+def test_unsupported_dtypes_are_refused(dtype):
+    with pytest.raises(TypeError, match="dtype must be float64 .* or float32"):
+        K.check_dtype(dtype)
