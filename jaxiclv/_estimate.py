@@ -265,11 +265,11 @@ def _inference(problem: Problem, theta, method: str, cov_type: str, clusters, st
     converged optimiser; another status stays), never an exception that would lose the
     estimates."""
     scores = np.asarray(problem.scores(theta))
-    raw = np.asarray(problem.hessian(theta, method), dtype=np.float64)
+    raw = np.asarray(problem.hessian(theta, method))  # its dtype sets the asymmetry tolerance
     try:
         hess = symmetrize(raw, method)
     except FloatingPointError as error:
-        hess = SymmetricHessian(raw, method, float("nan"))
+        hess = SymmetricHessian(raw.astype(np.float64), method, float("nan"))
         nan = np.full(raw.shape, np.nan)
         failed = Status.HESSIAN_FAILED if status is Status.CONVERGED else status
         return hess, scores, nan, f"{error}; no standard errors", failed

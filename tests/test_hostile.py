@@ -94,6 +94,18 @@ def test_alternatives_in_another_order_give_the_same_likelihood_by_name(order):
         assert reordered[1][name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
 
 
+def test_alternatives_in_another_order_give_the_same_estimates_by_name():
+    model = mnl_model()
+    df = mnl_frame(model, seed=1)
+    fits = [jic.estimate(model, mnl_panel(df, order), jic.Halton(DRAWS, seed=3), max_iter=300)
+            for order in (("car", "bus", "rail"), ("rail", "bus", "car"))]
+    # the same optimiser path: the same status and iterations, the same estimates by name
+    assert fits[0].status == fits[1].status and fits[0].iterations == fits[1].iterations
+    assert fits[0].names == fits[1].names
+    np.testing.assert_allclose(fits[1].params, fits[0].params, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(fits[1].bse, fits[0].bse, rtol=1e-6)
+
+
 @pytest.mark.parametrize("panel_alternatives, names", [
     (("car", "bus", "train"), ["'rail'", "'train'"]),
     (("Car", "bus", "rail"), ["'car'", "'Car'"]),
