@@ -35,6 +35,7 @@ class PanelArrays(eqx.Module):
     choice: Int[Array, "N T"]  # index of the chosen alternative, 0..J-1
     available: Bool[Array, "N T J"]
     task_mask: Bool[Array, "N T"]
+    weights: Float[Array, " N"]  # per-individual sampling weights (1 when none are given)
     covariate_names: tuple[str, ...] = eqx.field(static=True)
     indicator_names: tuple[str, ...] = eqx.field(static=True)
     attribute_names: tuple[str, ...] = eqx.field(static=True)
@@ -220,7 +221,7 @@ class Panel:
         arrays = PanelArrays(
             covariates=a.covariates, indicators=a.indicators,
             attributes=a.attributes[:, :, order, :], choice=jnp.asarray(position)[a.choice],
-            available=a.available[:, :, order], task_mask=a.task_mask,
+            available=a.available[:, :, order], task_mask=a.task_mask, weights=a.weights,
             covariate_names=a.covariate_names, indicator_names=a.indicator_names,
             attribute_names=a.attribute_names)
         return dataclasses.replace(self, arrays=arrays,
@@ -238,6 +239,7 @@ class Panel:
         covariates: Sequence[str] = (),
         alternatives: Sequence | None = None,
         availability: Sequence[str] | None = None,
+        weights: str | None = None,
     ) -> "Panel":
         """Validate a long-format table (one row per choice task) and convert it to arrays.
 
@@ -260,6 +262,10 @@ class Panel:
             attribute columns. Required for multinomial choice.
         availability: multinomial choice only: one 0/1 column per alternative; all available
             if omitted.
+        weights: an individual-level column of sampling weights (WESML): each individual's
+            log-likelihood counts ``w_i`` times in the likelihood, its gradient and Hessian,
+            and ``w_i s_i`` is its score in the sandwich covariances (Manski and Lerman's
+            ``H^-1 (sum_i w_i^2 s_i s_i') H^-1``). Finite and non-negative, not all zero.
 
         Every row is used: nothing is dropped, and anything that cannot be used raises a
         :class:`DataError` that names the column, the individual, the row and the value.
@@ -398,6 +404,19 @@ class Panel:
         task_mask = np.zeros((n_individuals, n_tasks), dtype=bool)
         task_mask[group, task] = True
 
+        if weights is None:
+            weight_values = np.ones(n_individuals)
+        else:
+            weight_values = _individual_level(df, weights, id, "weight", first_row, group)
+            negative = weight_values < 0
+            if negative.any():
+                n = int(np.flatnonzero(negative)[0])
+                raise DataError(f"weight column {weights!r} holds a negative weight: individual "
+                                f"{_show(ids[n])} (row {_show(df.index[first_row[n]])}): value "
+                                f"{_show(weight_values[n])}")
+            if not weight_values.any():
+                raise DataError(f"weight column {weights!r} is zero for every individual")
+
         arrays = PanelArrays(
             covariates=jnp.asarray(covariate_values),
             indicators=jnp.asarray(indicator_values),
@@ -405,6 +424,7 @@ class Panel:
             choice=jnp.asarray(choice_array),
             available=jnp.asarray(available_array),
             task_mask=jnp.asarray(task_mask),
+            weights=jnp.asarray(weight_values),
             covariate_names=covariates,
             indicator_names=indicators,
             attribute_names=attribute_names,

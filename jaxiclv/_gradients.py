@@ -60,9 +60,11 @@ def loglik_and_grad_per_individual(model, data: PanelArrays, draws: Float[Array,
 
 def loglik_and_grad(model, data: PanelArrays, draws: Float[Array, "N R D"],
                     chunk_size: int | None = None, pullbacks: str = "hand-derived"):
-    """``(LL, dLL / d model)``, the simulated log-likelihood and its analytic gradient."""
+    """``(LL, dLL / d model)``, the simulated log-likelihood and its analytic gradient, each
+    individual weighted by its sampling weight."""
     loglik, grads = loglik_and_grad_per_individual(model, data, draws, chunk_size, pullbacks)
-    return jnp.sum(loglik), jax.tree.map(lambda g: jnp.sum(g, axis=0), grads)
+    return (jnp.sum(data.weights * loglik),
+            jax.tree.map(lambda g: jnp.tensordot(data.weights, g, axes=1), grads))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))

@@ -85,5 +85,5 @@ def loglik_per_individual(model, data: PanelArrays, draws: Float[Array, "N R D"]
 
 def simulated_loglik(model, data: PanelArrays, draws: Float[Array, "N R D"],
                      chunk_size: int | None = None) -> Float[Array, ""]:
-    """``LL = sum_i log((1/R) sum_r L_ir)``."""
-    return jnp.sum(loglik_per_individual(model, data, draws, chunk_size))
+    """``LL = sum_i w_i log((1/R) sum_r L_ir)`` (``w_i``: the sampling weights, 1 unless given)."""
+    return jnp.sum(data.weights * loglik_per_individual(model, data, draws, chunk_size))

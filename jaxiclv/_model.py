@@ -348,6 +348,12 @@ class ICLV(eqx.Module):
 
 def _check_arrays(arrays: PanelArrays) -> None:
     """What :meth:`Panel.from_dataframe` guarantees, for arrays built by hand."""
+    weights = np.asarray(arrays.weights)
+    bad = ~(weights >= 0) | ~np.isfinite(weights)
+    if bad.any():
+        n = int(np.flatnonzero(bad)[0])
+        raise DataError(f"the weight of individual {n} (position) is {weights[n]}: weights must "
+                        f"be finite and non-negative")
     for name, values, names in (("covariate", arrays.covariates, arrays.covariate_names),
                                 ("indicator", arrays.indicators, arrays.indicator_names)):
         bad = ~np.isfinite(np.asarray(values))

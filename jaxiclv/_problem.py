@@ -109,12 +109,15 @@ def _loglik_and_grad(space, theta, data, draws, gradient, chunk_size, pullbacks)
 
 @functools.partial(jax.jit, static_argnames=_static)
 def _scores(space, theta, data, draws, gradient, chunk_size, pullbacks):
+    """``w_i s_i`` ``(N, P)``: each individual's weighted score (they sum to the gradient)."""
     if gradient == "analytic":
         _, grads = loglik_and_grad_per_individual(space.unflatten(theta), data, draws, chunk_size,
                                                   pullbacks)
-        return jax.vmap(space.flatten_gradient)(grads)
-    individual = lambda t, x, eta: individual_loglik(space.unflatten(t), x, eta)
-    return jax.vmap(jax.grad(individual), in_axes=(None, 0, 0))(theta, data, draws)
+        scores = jax.vmap(space.flatten_gradient)(grads)
+    else:
+        individual = lambda t, x, eta: individual_loglik(space.unflatten(t), x, eta)
+        scores = jax.vmap(jax.grad(individual), in_axes=(None, 0, 0))(theta, data, draws)
+    return data.weights[:, None] * scores
 
 
 @functools.partial(jax.jit, static_argnames=(*_static, "method", "batch_size"))
@@ -151,8 +154,9 @@ def _first_bad(values: np.ndarray, mask: np.ndarray | None = None):
 class Problem:
     """``model`` on ``panel`` with fixed ``draws``, as functions of the free parameters.
 
-    ``loglik(theta)``, ``loglik_and_grad(theta)``, ``scores(theta)`` (per-individual gradients,
-    ``(N, P)``) and ``hessian(theta, method)`` (of the selected gradient) are jitted.
+    ``loglik(theta)``, ``loglik_and_grad(theta)``, ``scores(theta)`` (per-individual gradients
+    times the sampling weights, ``(N, P)``) and ``hessian(theta, method)`` (of the selected
+    gradient) are jitted.
     ``chunk_size``: individuals per block (``None``: all at once; ``"auto"``: see
     :func:`resolve_chunk_size`). ``pullbacks``: ``"hand-derived"`` (default: the built-in
     kernels' own, ``jax.vjp`` for user-written components) or ``"autodiff"`` (``jax.vjp`` for

@@ -4,7 +4,9 @@ For individual ``i`` with per-draw log-likelihoods ``l_ir = log L_ir``, scores
 ``s_ir = d l_ir / d theta``, posterior draw weights ``w_ir = L_ir / sum_r L_ir`` and gradient
 ``g_i = sum_r w_ir s_ir``:
 
-    d^2 LL_i / d theta^2 = sum_r w_ir (s_ir - g_i)(s_ir - g_i)' + sum_r w_ir d^2 l_ir / d theta^2.
+    d^2 LL_i / d theta^2 = sum_r w_ir (s_ir - g_i)(s_ir - g_i)' + sum_r w_ir d^2 l_ir / d theta^2,
+
+summed over individuals with their sampling weights.
 
 The first term is one matrix product of the weighted, centred scores, ``(N R, P)``, with
 themselves, block by block of individuals. The second is sparse: ``l_ir`` is a sum of terms
@@ -98,10 +100,10 @@ def structured_hessian(space, theta, data, draws, chunk_size: int | None = None,
 
     def outer_products(block):
         log_l, scores = jax.vmap(draw_scores)(*block)  # (n, R), (n, R, P)
-        weights = jax.nn.softmax(log_l, axis=1)
-        mean = jnp.einsum("nr,nrp->np", weights, scores)  # g_i
-        centred = jnp.sqrt(weights)[:, :, None] * (scores - mean[:, None, :])  # (n, R, P)
-        return jnp.einsum("nrp,nrq->pq", centred, centred)
+        posterior = jax.nn.softmax(log_l, axis=1)  # w_ir
+        mean = jnp.einsum("nr,nrp->np", posterior, scores)  # g_i
+        centred = jnp.sqrt(posterior)[:, :, None] * (scores - mean[:, None, :])  # (n, R, P)
+        return jnp.einsum("n,nrp,nrq->pq", block[0].weights, centred, centred)  # sampling w_i
 
     block = chunk_size_for_directions(chunk_size, min(batch_size, n_colors))
 
