@@ -952,7 +952,7 @@ def _check_random_problem(problem, theta):
 
 
 # Every example is a new model structure, hence one compilation (~4 s on 2 cores): 3 by default,
-# 2 x 10 in the slow run, in two tests with their own seeds so that the two test processes share
+# 2 x 6 in the slow run, in two tests with their own seeds so that the two test processes share
 # them (the CI budget of 25 minutes sets the number).
 _HYPOTHESIS = dict(deadline=None, database=None,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -967,7 +967,7 @@ def test_random_models_analytic_equals_autodiff(case):
 def _many_random_models(shard: int):
     @pytest.mark.slow
     @seed(shard)
-    @settings(max_examples=10, **_HYPOTHESIS)
+    @settings(max_examples=6, **_HYPOTHESIS)
     @given(random_problems())
     def test(case):
         _check_random_problem(*case)
