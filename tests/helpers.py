@@ -282,6 +282,19 @@ def check_pullbacks(component, data, inputs, cotangent, what, rtol_reference=1e-
 # A user-written block
 # --------------------------------------------------------------------------------------------
 
+# A small model (one latent variable, three continuous indicators, a binary probit; 13
+# parameters) for tests that need a model structure of their own: a smaller model compiles
+# faster.
+def mini_model(free_scale=()):
+    return jic.ICLV(jic.Structural({"a": ["z1"]}, free_scale=free_scale),
+                    jic.NormalIndicators({"a": ["y1", "y2", "y3"]}),
+                    jic.BinaryProbit(attributes=["x1"], latent=["a"]))
+
+
+MINI_TRUTH = {"a.gamma.z1": 0.5, "y1.zeta.a": 0.8, "y2.zeta.a": 0.6, "y3.zeta.a": 0.7,
+              "y1.alpha": 0.3, "y2.log_sigma": -0.2, "asc": 0.2, "beta.x1": -0.7, "theta.a": 0.5}
+
+
 class SharedScaleNormal(jic.AbstractMeasurement):
     """A user-written block with only a forward function: normal indicators of one latent
     variable with one standard deviation shared by all of them (a scalar parameter, not one

@@ -18,6 +18,7 @@ import pytest
 from scipy import stats
 
 import jaxiclv as jic
+from helpers import MINI_TRUTH, mini_model
 
 # one worker runs the whole module (pytest-xdist --dist loadgroup): its module-scoped fits are
 # computed once
@@ -56,24 +57,11 @@ def tiny_draws():
     return jic.Halton(TINY_DRAWS, seed=0)
 
 
-# A smaller model still (one latent variable, three continuous indicators, a binary probit;
-# 13 parameters), for the tests that need a model structure of their own: each new structure
-# (other free parameters, another normalisation) is compiled anew, and a smaller model compiles
-# faster.
-
-
-def mini_spec(free_scale=()):
-    return jic.ICLV(jic.Structural({"a": ["z1"]}, free_scale=free_scale),
-                    jic.NormalIndicators({"a": ["y1", "y2", "y3"]}),
-                    jic.BinaryProbit(attributes=["x1"], latent=["a"]))
-
-
-MINI_TRUTH = {"a.gamma.z1": 0.5, "y1.zeta.a": 0.8, "y2.zeta.a": 0.6, "y3.zeta.a": 0.7,
-              "y1.alpha": 0.3, "y2.log_sigma": -0.2, "asc": 0.2, "beta.x1": -0.7, "theta.a": 0.5}
-
+# A smaller model still (helpers.mini_model), for the tests that need a model structure of
+# their own: each new structure is compiled anew, and a smaller model compiles faster.
 
 def mini_panel(seed):
-    return jic.simulate(jic.set_values(mini_spec(), MINI_TRUTH), TINY_N, TINY_TASKS,
+    return jic.simulate(jic.set_values(mini_model(), MINI_TRUTH), TINY_N, TINY_TASKS,
                         seed=seed).panel
 
 
@@ -293,14 +281,14 @@ def test_history_and_progress_callback(fit):
 
 
 def test_user_fixed_parameters_stay_at_their_start_and_nothing_prints(capsys):
-    start = jic.set_values(mini_spec(), {"y1.zeta.a": 1.0, "beta.x1": -0.5})
+    start = jic.set_values(mini_model(), {"y1.zeta.a": 1.0, "beta.x1": -0.5})
     result = jic.estimate(start, mini_panel(seed=1), tiny_draws(), fixed=["y1.zeta.a", "beta.x1"],
                           progress=False)
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
     assert result.converged
     assert "y1.zeta.a" not in result.names and "beta.x1" not in result.names
-    assert result.n_params == len(jic.ParameterSpace.from_model(mini_spec()).names) - 2 == 11
+    assert result.n_params == len(jic.ParameterSpace.from_model(mini_model()).names) - 2 == 11
     assert result.fixed == {"a.log_sigma": 0.0, "y1.zeta.a": 1.0, "beta.x1": -0.5}
     values = jic.ParameterSpace.from_model(result.model).values(result.model)
     assert values["y1.zeta.a"] == 1.0 and values["beta.x1"] == -0.5
@@ -389,7 +377,7 @@ def test_unidentified_model_gives_nan_standard_errors(seed):
     # scale is not identified (the normalisation needs a fixed scale or a fixed loading). At the
     # estimate -H has an eigenvalue ~1e-5 (not exactly 0, as the gradient is only ~0) of either
     # sign depending on the data set, hence two data sets.
-    spec = mini_spec(free_scale=["a"])
+    spec = mini_model(free_scale=["a"])
     panel = mini_panel(seed)
     with pytest.warns(RuntimeWarning) as record:
         result = jic.estimate(spec, panel, tiny_draws())

@@ -14,6 +14,7 @@ import pytest
 from scipy import stats
 
 import jaxiclv as jic
+from helpers import MINI_TRUTH, mini_model
 
 # one worker runs the whole module (pytest-xdist --dist loadgroup): its module-scoped fits are
 # computed once
@@ -54,16 +55,6 @@ def loglik_and_grad(model, panel, theta=None, **kwargs):
     theta = problem.theta0 if theta is None else theta
     llf, grad = problem.loglik_and_grad(theta)
     return float(llf), dict(zip(problem.space.names, np.asarray(grad)))
-
-
-def mini_model(free_scale=()):
-    return jic.ICLV(jic.Structural({"a": ["z1"]}, free_scale=free_scale),
-                    jic.NormalIndicators({"a": ["y1", "y2", "y3"]}),
-                    jic.BinaryProbit(attributes=["x1"], latent=["a"]))
-
-
-MINI_TRUTH = {"a.gamma.z1": 0.5, "y1.zeta.a": 0.8, "y2.zeta.a": 0.6, "y3.zeta.a": 0.7,
-              "y1.alpha": 0.3, "y2.log_sigma": -0.2, "asc": 0.2, "beta.x1": -0.7, "theta.a": 0.5}
 
 
 @pytest.fixture(scope="module")
