@@ -9,7 +9,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 from ._choice import (AbstractChoice, AbstractUtility, BinaryProbit, LinearUtility,  # noqa: E402
-                      MultinomialLogit, Utility)
+                      MultinomialLogit, NestedLogit, Utility)
 from ._component import AbstractComponent, AbstractEquation, autodiff_vjp  # noqa: E402
 from ._data import DataError, Panel, PanelArrays  # noqa: E402
 from ._draws import MLHS, Halton, PseudoRandom, Sobol, make_draws  # noqa: E402
@@ -37,7 +37,7 @@ __all__ = [
     "COVARIANCES", "DataError", "EstimationError", "GRADIENTS", "HESSIANS", "Halton",
     "HessianAsymmetryError",
     "ICLV", "IndexEquation", "LatentEquations", "LinearIndex", "LinearUtility", "MLHS",
-    "MultinomialLogit", "NormalIndicators", "OrderedLogit", "OrderedMeasurement",
+    "MultinomialLogit", "NestedLogit", "NormalIndicators", "OrderedLogit", "OrderedMeasurement",
     "OrderedProbit", "PULLBACKS", "Panel", "PanelArrays", "ParameterSpace", "Problem",
     "PseudoRandom", "Results", "Simulated", "Sobol", "Status", "Structural", "Utility",
     "autodiff_vjp", "check_gradient", "covariance", "estimate", "hessian",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping, Sequence
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -29,11 +30,12 @@ from jaxtyping import Array, Bool, Float, Int
 
 from ._component import AbstractComponent, AbstractEquation, Named, checked_names
 from ._kernels import (binary_probit_log_prob, binary_probit_log_prob_and_dlogp,
-                       multinomial_logit_dlogp, multinomial_logit_log_prob)
+                       multinomial_logit_dlogp, multinomial_logit_log_prob,
+                       nested_logit_log_prob, nested_logit_vjp)
 from ._parameters import replace_fields
 
 __all__ = ["AbstractUtility", "LinearUtility", "Utility", "AbstractChoice", "BinaryProbit",
-           "MultinomialLogit"]
+           "MultinomialLogit", "NestedLogit"]
 
 BINARY = ("V",)  # the one "alternative" of a binary model: the utility difference
 
@@ -235,7 +237,9 @@ class AbstractChoice(AbstractComponent):
     """A choice model: a utility and a kernel. ``latent`` are the latent variables it uses.
 
     A new kernel implements ``log_prob``; its derivative defaults to ``jax.vjp``
-    (:meth:`log_prob_vjp`), and a hand-derived one can replace it.
+    (:meth:`log_prob_vjp`), and a hand-derived one can replace it. A kernel with parameters
+    of its own (the nested logit's log-sum parameters) names their fields in
+    ``kernel_fields``.
     """
 
     utility: eqx.AbstractVar[AbstractUtility]
@@ -243,6 +247,7 @@ class AbstractChoice(AbstractComponent):
     scaled: eqx.AbstractVar[bool]
 
     binary = False
+    kernel_fields: ClassVar[tuple[str, ...]] = ()
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -272,10 +277,15 @@ class AbstractChoice(AbstractComponent):
         """``log P(choice_t)`` for each task at each draw."""
 
     def log_prob_vjp(self, utility, choice, available):
-        """``(log_prob, pullback)``: ``pullback(g)`` maps ``g`` ``(T, R)`` to ``d utility``
-        ``(T, J, R)``. Default: ``jax.vjp`` of :meth:`log_prob`."""
-        log_p, pullback = jax.vjp(lambda v: self.log_prob(v, choice, available), utility)
-        return log_p, lambda g: pullback(g)[0]
+        """``(log_prob, pullback)``: ``pullback(g)`` maps ``g`` ``(T, R)`` to ``(d utility
+        (T, J, R), {kernel field: its cotangent})``. Default: ``jax.vjp`` of
+        :meth:`log_prob`."""
+        own = {name: getattr(self, name) for name in self.kernel_fields}
+
+        def log_prob(v, fields):
+            return replace_fields(self, **fields).log_prob(v, choice, available)
+        log_p, pullback = jax.vjp(log_prob, utility, own)
+        return log_p, pullback
 
     def sample_choice(self, rng: np.random.Generator, utility: np.ndarray,
                       available: np.ndarray) -> np.ndarray:
@@ -300,11 +310,12 @@ class AbstractChoice(AbstractComponent):
         log_p, kernel_pullback = self.log_prob_vjp(scaled, choice, available)  # (T, R)
 
         def pullback(w):
-            d_scaled = kernel_pullback(w[None, :] * task_mask[:, None])  # (T, J, R)
+            d_scaled, d_kernel = kernel_pullback(w[None, :] * task_mask[:, None])  # (T, J, R)
             d_log_scale = jnp.sum(d_scaled * scaled) if self.scaled else jnp.zeros_like(scale)
             d_utility = scale * d_scaled if self.scaled else d_scaled
             d_utility_params, d_lv = utility_pullback(d_utility)
-            return replace_fields(self, utility=d_utility_params, log_scale=d_log_scale), d_lv
+            return replace_fields(self, utility=d_utility_params, log_scale=d_log_scale,
+                                  **d_kernel), d_lv
         return jnp.sum(jnp.where(task_mask[:, None], log_p, 0.0), axis=0), pullback
 
     def labels(self):
@@ -331,6 +342,39 @@ def _utility_or_linear(utility, linear: Callable[[], LinearUtility], given: dict
         raise TypeError(f"{model}: utility must be a Utility (or another AbstractUtility), got "
                         f"{type(utility).__name__}")
     return utility.with_alternatives(alternatives)
+
+
+def _logit_utility(model: str, alternatives, attributes, latent, interactions, asc,
+                   alternative_specific, utility) -> tuple[tuple, AbstractUtility]:
+    """The alternatives' codes and the utility of a logit model over them: the linear
+    utility from its specification, or the user's."""
+    alternatives = checked_names(alternatives, "alternatives", model)
+    if len(alternatives) < 2:
+        raise ValueError(f"{model} needs at least two alternatives, got {alternatives}")
+    labels = tuple(str(a) for a in alternatives)
+    if len(set(labels)) < len(labels):
+        raise ValueError(f"{model}: alternatives {alternatives} have the same "
+                         f"label {sorted({x for x in labels if labels.count(x) > 1})}")
+
+    def linear():
+        lvs = dict(latent or {})
+        ascs = (tuple(alternatives[1:]) if asc is None else checked_names(asc, "asc", model))
+        for alt in (*ascs, *(a for alts in lvs.values() for a in alts)):
+            if alt not in alternatives:
+                raise ValueError(f"alternative {alt!r} is not one of {alternatives}")
+        names = checked_names(attributes, "attributes", model)
+        return LinearUtility(
+            alternatives=alternatives, attributes=names, latent=tuple(lvs),
+            asc_in=[a in ascs for a in alternatives],
+            theta_in=[[a in lvs[lv] for lv in lvs] for a in alternatives],
+            kappa_in=_interaction_mask(names, tuple(lvs), interactions),
+            specific_in=_specific_mask(alternatives, names, alternative_specific))
+
+    return alternatives, _utility_or_linear(
+        utility, linear, {"attributes": attributes, "latent": latent,
+                          "interactions": interactions, "asc": asc,
+                          "alternative_specific": alternative_specific},
+        labels, model)
 
 
 class BinaryProbit(AbstractChoice):
@@ -370,7 +414,7 @@ class BinaryProbit(AbstractChoice):
 
     def log_prob_vjp(self, utility, choice, available):
         log_p, dlogp = binary_probit_log_prob_and_dlogp(utility[:, 0], choice[:, None])  # (T, R)
-        return log_p, lambda g: (g * dlogp)[:, None]
+        return log_p, lambda g: ((g * dlogp)[:, None], {})
 
     def sample_choice(self, rng, utility, available):
         return (utility[..., 0] + rng.standard_normal(utility.shape[:-1]) > 0).astype(np.int32)
@@ -405,36 +449,9 @@ class MultinomialLogit(AbstractChoice):
                  asc: Sequence | None = None,
                  alternative_specific: Sequence[str] | Mapping[str, Sequence] = (),
                  utility: AbstractUtility | None = None, scale: bool = False):
-        alternatives = checked_names(alternatives, "alternatives", "MultinomialLogit")
-        if len(alternatives) < 2:
-            raise ValueError(f"a multinomial logit needs at least two alternatives, got "
-                             f"{alternatives}")
-        labels = tuple(str(a) for a in alternatives)
-        if len(set(labels)) < len(labels):
-            raise ValueError(f"MultinomialLogit: alternatives {alternatives} have the same "
-                             f"label {sorted({x for x in labels if labels.count(x) > 1})}")
-        self.codes = alternatives
-
-        def linear():
-            lvs = dict(latent or {})
-            ascs = (tuple(alternatives[1:]) if asc is None
-                    else checked_names(asc, "asc", "MultinomialLogit"))
-            for alt in (*ascs, *(a for alts in lvs.values() for a in alts)):
-                if alt not in alternatives:
-                    raise ValueError(f"alternative {alt!r} is not one of {alternatives}")
-            names = checked_names(attributes, "attributes", "MultinomialLogit")
-            return LinearUtility(
-                alternatives=alternatives, attributes=names, latent=tuple(lvs),
-                asc_in=[a in ascs for a in alternatives],
-                theta_in=[[a in lvs[lv] for lv in lvs] for a in alternatives],
-                kappa_in=_interaction_mask(names, tuple(lvs), interactions),
-                specific_in=_specific_mask(alternatives, names, alternative_specific))
-
-        self.utility = _utility_or_linear(
-            utility, linear, {"attributes": attributes, "latent": latent,
-                              "interactions": interactions, "asc": asc,
-                              "alternative_specific": alternative_specific},
-            labels, "MultinomialLogit")
+        self.codes, self.utility = _logit_utility(
+            "MultinomialLogit", alternatives, attributes, latent, interactions, asc,
+            alternative_specific, utility)
         self.log_scale = jnp.zeros(())
         self.scaled = bool(scale)
 
@@ -444,8 +461,109 @@ class MultinomialLogit(AbstractChoice):
     def log_prob_vjp(self, utility, choice, available):
         log_p = self.log_prob(utility, choice, available)
         dlogp = multinomial_logit_dlogp(utility, choice[:, None], available[:, :, None], axis=1)
-        return log_p, lambda g: g[:, None, :] * dlogp
+        return log_p, lambda g: (g[:, None, :] * dlogp, {})
 
     def sample_choice(self, rng, utility, available):
         noisy = np.where(available, utility + rng.gumbel(size=utility.shape), -np.inf)
         return noisy.argmax(axis=-1).astype(np.int32)
+
+
+class NestedLogit(AbstractChoice):
+    """Nested logit: the alternatives are partitioned into nests, each with a log-sum
+    parameter ``lambda_m = exp({nest}.log_lambda)`` (reported as ``{nest}.lambda``):
+    ``P(j) = P(j | m) P(m)``, ``P(j | m) = exp(V_j / lambda_m) / sum_{k in m} exp(V_k /
+    lambda_m)``, ``P(m) = exp(lambda_m I_m) / sum_n exp(lambda_n I_n)``, ``I_m = log sum_{k in
+    m} exp(V_k / lambda_m)``, over the available alternatives (:func:`nested_logit_log_prob`).
+
+    ``nests``: ``{nest name: [alternatives]}``, a partition of the alternatives; a nest of one
+    alternative has no parameter (its lambda cancels). The model is consistent with random
+    utility maximisation for ``0 < lambda <= 1`` (1 for every nest is the multinomial logit,
+    the start); ``exp`` keeps lambda positive, and an estimate above 1 is reported as it is.
+    The other arguments are those of :class:`MultinomialLogit`. The kernel's pullback, in
+    the utilities and the log-sum parameters, is hand-derived (:func:`nested_logit_vjp`).
+    """
+
+    utility: AbstractUtility
+    log_scale: Float[Array, ""]
+    log_lambda: Float[Array, " M"]
+    scaled: bool = eqx.field(static=True)
+    codes: tuple = eqx.field(static=True)
+    nests: tuple[str, ...] = eqx.field(static=True)  # the nests' names
+    nest_of: tuple[int, ...] = eqx.field(static=True)  # each alternative's nest
+
+    kernel_fields: ClassVar[tuple[str, ...]] = ("log_lambda",)
+
+    def __init__(self, alternatives: Sequence, nests: Mapping[str, Sequence],
+                 attributes: Sequence[str] = (), latent: Mapping[str, Sequence] | None = None,
+                 interactions: Mapping[str, Sequence[str]] | None = None,
+                 asc: Sequence | None = None,
+                 alternative_specific: Sequence[str] | Mapping[str, Sequence] = (),
+                 utility: AbstractUtility | None = None, scale: bool = False):
+        self.codes, self.utility = _logit_utility(
+            "NestedLogit", alternatives, attributes, latent, interactions, asc,
+            alternative_specific, utility)
+        if not isinstance(nests, Mapping) or not nests:
+            raise TypeError(f"NestedLogit: nests must be a mapping {{nest: [alternatives]}}, "
+                            f"got {nests!r}")
+        nest_of = {}
+        for name, members in nests.items():
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"NestedLogit: a nest's name must be a non-empty string, got "
+                                f"{name!r}")
+            members = checked_names(members, f"the alternatives of nest {name!r}", "NestedLogit")
+            if not members:
+                raise ValueError(f"NestedLogit: nest {name!r} has no alternatives")
+            for alt in members:
+                if alt not in self.codes:
+                    raise ValueError(f"NestedLogit: alternative {alt!r} of nest {name!r} is not "
+                                     f"one of the alternatives {self.codes}")
+                if alt in nest_of:
+                    raise ValueError(f"NestedLogit: alternative {alt!r} is in two nests, "
+                                     f"{nest_of[alt]!r} and {name!r}; nests partition the "
+                                     f"alternatives")
+                nest_of[alt] = name
+        outside = [alt for alt in self.codes if alt not in nest_of]
+        if outside:
+            raise ValueError(f"NestedLogit: alternatives {outside} are in no nest; nests "
+                             f"partition the alternatives (a nest of one alternative is the "
+                             f"alternative on its own)")
+        self.nests = tuple(nests)
+        self.nest_of = tuple(self.nests.index(nest_of[alt]) for alt in self.codes)
+        self.log_lambda = jnp.zeros(len(self.nests))
+        self.log_scale = jnp.zeros(())
+        self.scaled = bool(scale)
+
+    def log_prob(self, utility, choice, available):
+        return nested_logit_log_prob(utility, choice, available, self.log_lambda, self.nest_of)
+
+    def log_prob_vjp(self, utility, choice, available):
+        log_p, pullback = nested_logit_vjp(utility, choice, available, self.log_lambda,
+                                           self.nest_of)
+
+        def kernel_pullback(g):
+            d_utility, d_log_lambda = pullback(g)
+            return d_utility, {"log_lambda": d_log_lambda}
+        return log_p, kernel_pullback
+
+    def sample_choice(self, rng, utility, available):
+        n, t, j = utility.shape  # the tasks of all individuals, one draw each
+        flat = jnp.asarray(utility.reshape(n * t, j, 1))
+        mask = jnp.asarray(available.reshape(n * t, j))
+        log_p = jnp.stack([self.log_prob(flat, jnp.full(n * t, k), mask)[:, 0]
+                           for k in range(j)], axis=1)  # (N T, J)
+        p = np.where(np.asarray(available).reshape(n * t, j), np.exp(np.asarray(log_p)), 0.0)
+        cumulative = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
+        pick = (rng.uniform(size=(n * t, 1)) > cumulative).sum(axis=1)
+        return np.minimum(pick, j - 1).reshape(n, t).astype(np.int32)
+
+    def _lambda_labels(self) -> np.ndarray:
+        sizes = np.bincount(np.asarray(self.nest_of), minlength=len(self.nests))
+        return np.array([f"{nest}.log_lambda" if size > 1 else ""
+                         for nest, size in zip(self.nests, sizes)], dtype=object)
+
+    def labels(self):
+        return replace_fields(AbstractChoice.labels(self), log_lambda=self._lambda_labels())
+
+    def parameter_kinds(self) -> dict[str, str]:
+        return {**AbstractChoice.parameter_kinds(self),
+                **dict.fromkeys((n for n in self._lambda_labels() if n), "log")}

@@ -3,7 +3,10 @@
 One row per choice task. Rows are grouped into individuals by the id column; indicators and
 covariates are individual-level and must be constant within an individual. Individuals with
 fewer tasks than the longest panel are padded with copies of their first task, and
-``task_mask`` removes the padding from the likelihood. Every array in :class:`PanelArrays` has
+``task_mask`` removes the padding from the likelihood. With ``missing_indicators="drop"``, an
+indicator a respondent did not answer (NaN, or one of the ``missing_codes``) is NaN in
+``indicators`` and False in ``indicator_observed``; the measurement models drop it from that
+respondent's likelihood. Every array in :class:`PanelArrays` has
 the individuals on its leading axis, so the likelihood can be vmapped, chunked or sharded over
 that axis.
 """
@@ -39,6 +42,17 @@ class PanelArrays(eqx.Module):
     covariate_names: tuple[str, ...] = eqx.field(static=True)
     indicator_names: tuple[str, ...] = eqx.field(static=True)
     attribute_names: tuple[str, ...] = eqx.field(static=True)
+    # False where an indicator is missing (not answered); None: every indicator observed
+    indicator_observed: Bool[Array, "N K"] | None = None
+
+    def indicator_values(self, names: Sequence[str], xp=jnp) -> Float[Array, "... K"]:
+        """The named indicators' values, NaN where an answer is missing; ``xp=np`` for
+        checks on concrete arrays (numpy, so that they run inside a traced function too)."""
+        columns = self.indicator_columns(names)
+        values = xp.asarray(self.indicators)[..., columns]
+        if self.indicator_observed is None:
+            return values
+        return xp.where(xp.asarray(self.indicator_observed)[..., columns], values, xp.nan)
 
     def indicator_columns(self, names: Sequence[str]) -> np.ndarray:
         return np.array([self.indicator_names.index(name) for name in names], dtype=np.int32)
@@ -93,8 +107,12 @@ def _is_real(series: pd.Series) -> bool:
         pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_complex_dtype(series))
 
 
-def _numeric(df: pd.DataFrame, column: str, id_column: str, role: str) -> np.ndarray:
-    """The column as finite float64 values; a :class:`DataError` names the first bad value."""
+def _numeric(df: pd.DataFrame, column: str, id_column: str, role: str,
+             missing_codes: tuple[float, ...] | None = None, hint_categorical: bool = False
+             ) -> np.ndarray:
+    """The column as finite float64 values; a :class:`DataError` names the first bad value.
+    With ``missing_codes`` (a tuple, possibly empty), NaN and those codes are missing values,
+    returned as NaN; ``hint_categorical``: the error says how to code the column as dummies."""
     series = _column(df, column, role)
     if not _is_real(series):
         present = series.notna().to_numpy()
@@ -108,20 +126,33 @@ def _numeric(df: pd.DataFrame, column: str, id_column: str, role: str) -> np.nda
             numeric, bad = series, np.ones(len(series), dtype=bool)
         if bad.any():
             raise DataError(f"{role} column {column!r} is not numeric (dtype {series.dtype}): "
-                            f"{_where(df, id_column, bad, column)}")
+                            f"{_where(df, id_column, bad, column)}"
+                            + ("; to code it as dummies, name its attribute in `categorical`"
+                               if hint_categorical else ""))
         series = numeric
     values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(values)
+    if missing_codes is None:
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise DataError(f"{role} column {column!r} holds a missing or non-finite value: "
+                            f"{_where(df, id_column, bad, column)}"
+                            + (" (missing_indicators='drop' drops missing answers)"
+                               if role == "indicator" else ""))
+        return values
+    bad = np.isinf(values)
     if bad.any():
-        raise DataError(f"{role} column {column!r} holds a missing or non-finite value: "
+        raise DataError(f"{role} column {column!r} holds an infinite value: "
                         f"{_where(df, id_column, bad, column)}")
-    return values
+    return np.where(np.isin(values, missing_codes), np.nan, values)
 
 
-def _individual_level(df, column, id_column, role, first_row, group) -> np.ndarray:
-    """One value per individual of a column that must be constant within an individual."""
-    values = _numeric(df, column, id_column, role)
-    varying = values != values[first_row][group]
+def _individual_level(df, column, id_column, role, first_row, group,
+                      missing_codes: tuple[float, ...] | None = None) -> np.ndarray:
+    """One value per individual of a column that must be constant within an individual
+    (a missing value, NaN, is constant only if missing on every row)."""
+    values = _numeric(df, column, id_column, role, missing_codes)
+    first = values[first_row][group]
+    varying = (values != first) & ~(np.isnan(values) & np.isnan(first))
     if varying.any():
         row = int(np.flatnonzero(varying)[0])
         raise DataError(
@@ -165,6 +196,76 @@ def _group(df: pd.DataFrame, id_column: str) -> tuple[np.ndarray, np.ndarray]:
     return ids, group.astype(np.int64)
 
 
+def _dummy(attribute: str, level) -> str:
+    return f"{attribute}[{level}]"
+
+
+def _categories(df, id_column, columns_of: Mapping[str, list], categorical
+                ) -> dict[str, tuple[tuple, object]]:
+    """``{attribute: (levels, reference)}`` of the attributes coded as dummies."""
+    references = (dict(categorical) if isinstance(categorical, Mapping)
+                  else dict.fromkeys(_names(categorical, "categorical attribute", "names")))
+    unknown = [name for name in references if name not in columns_of]
+    if unknown:
+        raise DataError(f"categorical names attributes that are not in `attributes`: {unknown}; "
+                        f"the attributes are {list(columns_of)}")
+    out = {}
+    for name, reference in references.items():
+        series = [_column(df, c, "attribute") for c in columns_of[name] if c is not None]
+        for column, values in zip([c for c in columns_of[name] if c is not None], series):
+            missing = values.isna().to_numpy()
+            if missing.any():
+                raise DataError(f"categorical attribute {name!r}: column {column!r} has a "
+                                f"missing value: {_where(df, id_column, missing, column)}")
+        if series and all(isinstance(v.dtype, pd.CategoricalDtype) for v in series):
+            seen = set().union(*(set(v.unique()) for v in series))
+            order = list(dict.fromkeys(c for v in series for c in v.cat.categories))
+            levels = [c for c in order if c in seen]
+        else:
+            seen = list(dict.fromkeys(x for v in series for x in v.to_numpy()))
+            try:
+                levels = sorted(seen)
+            except TypeError:  # a mixture of types
+                levels = sorted(seen, key=str)
+        if len(levels) < 2:
+            raise DataError(f"categorical attribute {name!r} has {len(levels)} level(s) "
+                            f"[{', '.join(_show(v) for v in levels)}]: nothing to code as dummies")
+        if reference is None:
+            reference = levels[0]
+        elif reference not in levels:
+            shown = ", ".join(_show(v) for v in levels)
+            raise DataError(f"the reference level {reference!r} of categorical attribute "
+                            f"{name!r} is not one of its levels [{shown}]")
+        out[name] = (tuple(levels), reference)
+    return out
+
+
+def _missing_codes(indicators: tuple, how: str, codes) -> dict[str, tuple[float, ...]]:
+    """Each indicator's missing codes for ``missing_indicators=how`` (empty: NaN only); no
+    entries when missing values are errors."""
+    if how not in ("error", "drop"):
+        raise ValueError(f"missing_indicators must be 'error' or 'drop', got {how!r}")
+    given = codes if isinstance(codes, Mapping) else dict.fromkeys(indicators, codes)
+    if how == "error":
+        if any(len(_names(c, "missing code", "values")) for c in given.values()):
+            raise ValueError("missing_codes apply with missing_indicators='drop'")
+        return {}
+    unknown = [name for name in given if name not in indicators]
+    if unknown:
+        raise DataError(f"missing_codes name columns that are not indicators: {unknown}; the "
+                        f"indicators are {list(indicators)}")
+    out = {}
+    for name in indicators:
+        values = _names(given.get(name, ()), "missing code", "values")
+        for value in values:
+            if (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+                    or not np.isfinite(value)):
+                raise DataError(f"missing code {value!r} of indicator {name!r} is not a finite "
+                                f"number (NaN is always missing with missing_indicators='drop')")
+        out[name] = tuple(float(v) for v in values)
+    return out
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Panel:
     """A validated panel of choices, indicators and covariates.
@@ -177,6 +278,28 @@ class Panel:
     ids: np.ndarray
     alternatives: tuple
     id_column: str
+    missing_codes: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+    # categorical attribute -> (its levels, the reference level)
+    categories: Mapping[str, tuple[tuple, object]] = dataclasses.field(default_factory=dict)
+
+    def dummies(self, attribute: str) -> list[str]:
+        """The attribute names of a categorical attribute's dummies, ``{attribute}[{level}]``
+        for every level but the reference, for the choice model's ``attributes``."""
+        if attribute not in self.categories:
+            raise KeyError(f"{attribute!r} is not a categorical attribute of the panel; the "
+                           f"categorical attributes are {list(self.categories)}")
+        levels, reference = self.categories[attribute]
+        return [_dummy(attribute, level) for level in levels if level != reference]
+
+    @property
+    def missing_counts(self) -> pd.Series:
+        """The number of individuals who did not answer each indicator (dropped from their
+        measurement likelihood with ``missing_indicators="drop"``)."""
+        observed = self.arrays.indicator_observed
+        names = list(self.arrays.indicator_names)
+        counts = (np.zeros(len(names), dtype=np.int64) if observed is None
+                  else (~np.asarray(observed)).sum(axis=0))
+        return pd.Series(counts, index=names, name="missing", dtype=np.int64)
 
     @property
     def n_individuals(self) -> int:
@@ -223,7 +346,7 @@ class Panel:
             attributes=a.attributes[:, :, order, :], choice=jnp.asarray(position)[a.choice],
             available=a.available[:, :, order], task_mask=a.task_mask, weights=a.weights,
             covariate_names=a.covariate_names, indicator_names=a.indicator_names,
-            attribute_names=a.attribute_names)
+            attribute_names=a.attribute_names, indicator_observed=a.indicator_observed)
         return dataclasses.replace(self, arrays=arrays,
                                    alternatives=tuple(self.alternatives[i] for i in order))
 
@@ -240,6 +363,9 @@ class Panel:
         alternatives: Sequence | None = None,
         availability: Sequence[str] | None = None,
         weights: str | None = None,
+        missing_indicators: str = "error",
+        missing_codes: Sequence[float] | Mapping[str, Sequence[float]] = (),
+        categorical: Sequence[str] | Mapping[str, object] = (),
     ) -> "Panel":
         """Validate a long-format table (one row per choice task) and convert it to arrays.
 
@@ -266,6 +392,24 @@ class Panel:
             log-likelihood counts ``w_i`` times in the likelihood, its gradient and Hessian,
             and ``w_i s_i`` is its score in the sandwich covariances (Manski and Lerman's
             ``H^-1 (sum_i w_i^2 s_i s_i') H^-1``). Finite and non-negative, not all zero.
+        missing_indicators: ``"error"`` (the default): a missing indicator value is an error.
+            ``"drop"``: an indicator a respondent did not answer (NaN, or one of
+            ``missing_codes``) is dropped from that respondent's measurement likelihood (for
+            an ordered item, its probability is that of the whole real line, 1), never imputed
+            or coded as a level; ``panel.missing_counts`` counts them per indicator.
+        missing_codes: with ``missing_indicators="drop"``, values that mean "not answered"
+            besides NaN: a list for every indicator (``[-1, 6]``) or a mapping
+            ``{indicator: [codes]}``. A code that is also a level of an ordered item is an
+            error when the model meets the panel.
+
+        categorical: attributes coded as dummies, one per level but the reference: a list
+            of attribute names (the reference is the first level: the first category of a
+            pandas categorical column, else the first in sorted order) or a mapping
+            ``{attribute: reference level}``. The dummies are attributes named
+            ``{attribute}[{level}]`` (``panel.dummies(attribute)`` lists them), so that
+            ``beta.brand[Novum]`` is the coefficient of level ``Novum`` against the reference.
+            With multinomial choice the levels are those of all the attribute's columns, and an
+            alternative without the attribute (``None``) has every dummy 0.
 
         Every row is used: nothing is dropped, and anything that cannot be used raises a
         :class:`DataError` that names the column, the individual, the row and the value.
@@ -286,6 +430,7 @@ class Panel:
             raise DataError("the data are empty: no rows")
         indicators = _names(indicators, "indicator")
         covariates = _names(covariates, "covariate")
+        codes_of = _missing_codes(indicators, missing_indicators, missing_codes)
         ids, group = _group(df, id)
         choice_values = _column(df, choice, "choice").to_numpy()
         n_individuals = len(ids)
@@ -313,11 +458,7 @@ class Panel:
                 if isinstance(columns, str) or len(columns) != n_alternatives:
                     raise DataError(f"attribute {name!r} needs a list of {n_alternatives} columns, "
                                     f"one for each alternative {alternatives}, got {columns!r}")
-            attribute_rows = np.stack(
-                [np.stack([np.zeros(len(df)) if column is None
-                           else _numeric(df, column, id, "attribute")
-                           for column in attributes[name]], axis=-1)
-                 for name in attribute_names], axis=-1) if attribute_names else np.zeros((len(df), n_alternatives, 0))
+            columns_of = {name: list(attributes[name]) for name in attribute_names}
         else:
             attribute_names = _names(attributes, "attribute")
             alternatives = _names((0, 1) if alternatives is None else alternatives,
@@ -328,9 +469,24 @@ class Panel:
             if availability is not None:
                 raise DataError("availability columns apply to multinomial choice only")
             n_alternatives = 1  # one utility difference: P(choice = alternatives[1]) = F(V)
-            attribute_rows = np.stack(
-                [_numeric(df, column, id, "attribute") for column in attribute_names], axis=-1
-            )[:, None, :] if attribute_names else np.zeros((len(df), 1, 0))
+            columns_of = {name: [name] for name in attribute_names}
+        categories = _categories(df, id, columns_of, categorical)
+        coded = []  # (name, values (rows, J)): numeric attributes, and each level's dummy
+        for name, columns in columns_of.items():
+            if name not in categories:
+                coded.append((name, np.stack([
+                    np.zeros(len(df)) if column is None
+                    else _numeric(df, column, id, "attribute", hint_categorical=True)
+                    for column in columns], axis=-1)))
+                continue
+            levels, reference = categories[name]
+            values = [None if c is None else df[c].to_numpy() for c in columns]
+            coded += [(_dummy(name, level), np.stack(
+                [np.zeros(len(df)) if v is None else (v == level).astype(np.float64)
+                 for v in values], axis=-1)) for level in levels if level != reference]
+        attribute_names = _names([name for name, _ in coded], "attribute")
+        attribute_rows = (np.stack([rows for _, rows in coded], axis=-1) if coded
+                          else np.zeros((len(df), n_alternatives, 0)))  # (rows, J, A)
 
         # choice codes -> indices
         missing = np.asarray(pd.isna(choice_values))
@@ -387,8 +543,13 @@ class Panel:
             available_rows = np.ones((len(df), n_alternatives), dtype=bool)
 
         indicator_values = np.stack(
-            [_individual_level(df, c, id, "indicator", first_row, group) for c in indicators],
-            axis=-1) if indicators else np.zeros((n_individuals, 0))
+            [_individual_level(df, c, id, "indicator", first_row, group, codes_of.get(c))
+             for c in indicators], axis=-1) if indicators else np.zeros((n_individuals, 0))
+        observed = ~np.isnan(indicator_values)
+        never = [c for c, seen in zip(indicators, observed.any(axis=0)) if not seen]
+        if never:
+            raise DataError(f"indicators {never} are missing for every individual; leave them "
+                            f"out of the panel and the model")
         covariate_values = np.stack(
             [_individual_level(df, c, id, "covariate", first_row, group) for c in covariates],
             axis=-1) if covariates else np.zeros((n_individuals, 0))
@@ -428,5 +589,8 @@ class Panel:
             covariate_names=covariates,
             indicator_names=indicators,
             attribute_names=attribute_names,
+            indicator_observed=None if observed.all() else jnp.asarray(observed),
         )
-        return cls(arrays=arrays, ids=ids, alternatives=alternatives, id_column=id)
+        return cls(arrays=arrays, ids=ids, alternatives=alternatives, id_column=id,
+                   missing_codes={c: codes for c, codes in codes_of.items() if codes},
+                   categories=categories)

@@ -1,7 +1,9 @@
 """Draws for simulated maximum likelihood: uniform points mapped to standard normals.
 
 Every generator returns an array of shape ``(N, R, D)``: individual ``n`` gets its own ``R``
-points in ``D`` dimensions. Draws are generated once per estimation and kept fixed, so the
+points in ``D`` dimensions. ``antithetic=True`` (as Biogeme's ``_ANTI`` draws) makes ``R / 2``
+points per individual and appends their mirror images: draw ``r + R / 2`` is ``-eta_r``
+(uniform ``1 - u``), so every dimension's draws have mean exactly 0 and odd moments cancel. Draws are generated once per estimation and kept fixed, so the
 simulated log-likelihood is a smooth deterministic function of the parameters.
 """
 
@@ -39,9 +41,20 @@ def _positive_int(name: str, value) -> int:
     return index
 
 
-def _check_sizes(n_draws, n_individuals, n_dims) -> tuple[int, int, int]:
-    return (_positive_int("n_draws", n_draws), _positive_int("n_individuals", n_individuals),
-            _positive_int("n_dims", n_dims))
+def _check_sizes(n_draws, n_individuals, n_dims, antithetic=False) -> tuple[int, int, int]:
+    """``(points per individual, N, D)``: with ``antithetic``, half the draws (``R`` even)."""
+    n_draws = _positive_int("n_draws", n_draws)
+    if antithetic and n_draws % 2:
+        raise ValueError(f"antithetic draws come in pairs (eta, -eta): n_draws must be even, "
+                         f"got {n_draws}")
+    return (n_draws // 2 if antithetic else n_draws,
+            _positive_int("n_individuals", n_individuals), _positive_int("n_dims", n_dims))
+
+
+def _with_antithetic(normals: np.ndarray, antithetic: bool) -> np.ndarray:
+    """``(N, R / 2, D)`` draws followed by their mirror images ``-eta`` (the uniforms
+    ``1 - u``): ``(N, R, D)``, draws ``r`` and ``r + R / 2`` a pair."""
+    return np.concatenate([normals, -normals], axis=1) if antithetic else normals
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,9 +72,11 @@ class Halton:
     seed: int | None = 0
     scramble: bool = True
     skip: int | None = None
+    antithetic: bool = False
 
     def __call__(self, n_individuals: int, n_dims: int) -> np.ndarray:
-        n_draws, n_individuals, n_dims = _check_sizes(self.n_draws, n_individuals, n_dims)
+        n_draws, n_individuals, n_dims = _check_sizes(self.n_draws, n_individuals, n_dims,
+                                                      self.antithetic)
         skip = (0 if self.scramble else 1) if self.skip is None else operator.index(self.skip)
         if skip < 0 or (skip == 0 and not self.scramble):
             raise ValueError(f"Halton skip must be >= {0 if self.scramble else 1}, got {skip}: "
@@ -70,7 +85,8 @@ class Halton:
         if skip:
             engine.fast_forward(skip)
         uniform = engine.random(n_individuals * n_draws)
-        return _to_normal(uniform).reshape(n_individuals, n_draws, n_dims)
+        return _with_antithetic(_to_normal(uniform).reshape(n_individuals, n_draws, n_dims),
+                                self.antithetic)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,14 +102,17 @@ class Sobol:
     n_draws: int
     seed: int | None = 0
     scramble: bool = True
+    antithetic: bool = False
 
     def __call__(self, n_individuals: int, n_dims: int) -> np.ndarray:
-        n_draws, n_individuals, n_dims = _check_sizes(self.n_draws, n_individuals, n_dims)
+        n_draws, n_individuals, n_dims = _check_sizes(self.n_draws, n_individuals, n_dims,
+                                                      self.antithetic)
         n_points = n_individuals * n_draws
         skip = 0 if self.scramble else 1
         engine = stats.qmc.Sobol(d=n_dims, scramble=self.scramble, seed=self.seed)
         uniform = engine.random_base2(int(n_points + skip - 1).bit_length())[skip:n_points + skip]
-        return _to_normal(uniform).reshape(n_individuals, n_draws, n_dims)
+        return _with_antithetic(_to_normal(uniform).reshape(n_individuals, n_draws, n_dims),
+                                self.antithetic)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,16 +126,18 @@ class MLHS:
 
     n_draws: int
     seed: int | None = 0
+    antithetic: bool = False
 
     def __call__(self, n_individuals: int, n_dims: int) -> np.ndarray:
-        n_draws, n_individuals, n_dims = _check_sizes(self.n_draws, n_individuals, n_dims)
+        n_draws, n_individuals, n_dims = _check_sizes(self.n_draws, n_individuals, n_dims,
+                                                      self.antithetic)
         rng = np.random.default_rng(self.seed)
         shift = rng.uniform(size=(n_individuals, 1, n_dims))
         grid = np.arange(n_draws, dtype=np.float64)[None, :, None]
         # permuted shuffles every (individual, dimension) column of draws independently
         uniform = rng.permuted(np.broadcast_to((grid + shift) / n_draws,
                                                (n_individuals, n_draws, n_dims)), axis=1)
-        return _to_normal(uniform)
+        return _with_antithetic(_to_normal(uniform), self.antithetic)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,10 +146,13 @@ class PseudoRandom:
 
     n_draws: int
     seed: int | None = 0
+    antithetic: bool = False
 
     def __call__(self, n_individuals: int, n_dims: int) -> np.ndarray:
-        n_draws, n_individuals, n_dims = _check_sizes(self.n_draws, n_individuals, n_dims)
-        return np.random.default_rng(self.seed).standard_normal((n_individuals, n_draws, n_dims))
+        n_draws, n_individuals, n_dims = _check_sizes(self.n_draws, n_individuals, n_dims,
+                                                      self.antithetic)
+        return _with_antithetic(np.random.default_rng(self.seed).standard_normal(
+            (n_individuals, n_draws, n_dims)), self.antithetic)
 
 
 def make_draws(draws, n_individuals: int, n_dims: int) -> np.ndarray:

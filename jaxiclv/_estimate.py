@@ -253,7 +253,9 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
         message=message, gradient_norm=float(np.max(np.abs(grad))), history=np.asarray(history),
         optimizer=optimizer, gradient=gradient, natural_names=natural_names,
         natural_estimates=natural_values, natural_jacobian=natural_jacobian,
-        hessian_comparison=comparison)
+        hessian_comparison=comparison,
+        missing_answers={k: int(v) for k, v in panel.missing_counts.items()
+                         if v and any(k in block.indicators for block in fitted.measurement)})
     if throw and status is not Status.CONVERGED:
         raise EstimationError(f"{message}; {cov_message}" if cov_message else message, results)
     return results

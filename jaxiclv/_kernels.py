@@ -21,6 +21,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.nn import log_sigmoid
 from jax.scipy.special import erfc, logsumexp
 
@@ -28,7 +29,7 @@ __all__ = ["check_dtype", "tail_point", "log1mexp", "normal_logpdf", "normal_int
            "log_normal_interval", "logistic_interval", "log_logistic_interval",
            "ordered_interval", "ordered_log_prob", "binary_probit_log_prob",
            "binary_probit_log_prob_and_dlogp", "multinomial_logit_log_prob",
-           "multinomial_logit_dlogp"]
+           "multinomial_logit_dlogp", "nested_logit_log_prob", "nested_logit_vjp"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _SQRT_HALF = math.sqrt(0.5)
@@ -230,3 +231,74 @@ def multinomial_logit_dlogp(utility, chosen, available, axis: int = -1):
     log_denominator = logsumexp(utility, axis=axis, where=available, keepdims=True)
     probability = jnp.where(available, jnp.exp(utility - log_denominator), 0.0)
     return jax.nn.one_hot(chosen, utility.shape[axis], dtype=utility.dtype, axis=axis) - probability
+
+
+def _nested_logit_parts(utility, available, log_lambda, nest_of):
+    """The pieces of the nested logit over ``utility`` ``(T, J, R)`` (alternatives on axis 1,
+    draws last), ``available`` ``(T, J)``, the nests' ``log_lambda`` ``(M,)`` and ``nest_of``
+    ``(J,)`` (numpy, each alternative's nest): ``u = V / lambda`` ``(T, J, R)``, the nests'
+    inclusive values ``I_m = log sum_{j in m, available} exp(u_j)`` ``(T, M, R)``, ``D = log
+    sum_m exp(lambda_m I_m)`` ``(T, R)`` over the nests with an available alternative, and that
+    mask ``(T, M)``. A nest with no available alternative in a task gets the inclusive value
+    of its unavailable members (finite, so that no derivative is NaN) and is left out of
+    ``D``."""
+    n_nests = log_lambda.shape[0]
+    member = np.arange(n_nests)[:, None] == np.asarray(nest_of)[None, :]  # (M, J)
+    lam = jnp.exp(log_lambda)  # (M,)
+    u = utility / lam[np.asarray(nest_of)][None, :, None]  # (T, J, R)
+    in_nest = available[:, None, :] & member[None]  # (T, M, J)
+    nest_available = in_nest.any(axis=2)  # (T, M)
+    inner = in_nest | (~nest_available[:, :, None] & member[None])
+    inclusive = logsumexp(u[:, None], axis=2, where=inner[..., None])  # (T, M, R)
+    outer = logsumexp(lam[None, :, None] * inclusive, axis=1,
+                      where=nest_available[..., None])  # (T, R)
+    return u, inclusive, outer, nest_available, lam
+
+
+def nested_logit_log_prob(utility, chosen, available, log_lambda, nest_of):
+    """``log P(chosen)`` ``(T, R)`` of the nested logit: with ``lambda_m`` the log-sum
+    parameter of nest ``m`` (``exp(log_lambda)``, 1 is the multinomial logit) and ``m`` the
+    chosen alternative's nest, ``log P(c) = V_c / lambda_m - I_m + lambda_m I_m - log sum_k
+    exp(lambda_k I_k)``, ``I_k = log sum_{j in k, available} exp(V_j / lambda_k)`` (see
+    :func:`_nested_logit_parts` for the shapes)."""
+    u, inclusive, outer, _, lam = _nested_logit_parts(utility, available, log_lambda, nest_of)
+    nest = jnp.asarray(np.asarray(nest_of))[chosen]  # (T,)
+    u_chosen = jnp.take_along_axis(u, chosen[:, None, None], axis=1)[:, 0]  # (T, R)
+    inclusive_chosen = jnp.take_along_axis(inclusive, nest[:, None, None], axis=1)[:, 0]
+    return u_chosen + (lam[nest][:, None] - 1.0) * inclusive_chosen - outer
+
+
+def nested_logit_vjp(utility, chosen, available, log_lambda, nest_of):
+    """``(log P (T, R), pullback)``: ``pullback(g)`` with ``g`` ``(T, R)`` gives ``(d utility
+    (T, J, R), d log_lambda (M,))``. With ``P_{j|m} = exp(u_j - I_m)``, ``Q_m = exp(lambda_m
+    I_m - D)``, ``P_j = Q_m P_{j|m}`` and ``c`` chosen in nest ``n``:
+    ``d log P / d V_j = [j = c] / lambda_n + [j in n] (lambda_n - 1) / lambda_n P_{j|n} - P_j``
+    and, with the nest's entropy ``H_m = I_m - ubar_m``, ``ubar_m = sum_{j in m} P_{j|m} u_j``,
+    ``d log P / d log lambda_m = [m = n] (ubar_n - u_c + lambda_n H_n) - Q_m lambda_m H_m``."""
+    nest_of = np.asarray(nest_of)
+    u, inclusive, outer, nest_available, lam = _nested_logit_parts(
+        utility, available, log_lambda, nest_of)
+    n_nests, n_alternatives = lam.shape[0], utility.shape[1]
+    nest = jnp.asarray(nest_of)[chosen]  # (T,)
+    u_chosen = jnp.take_along_axis(u, chosen[:, None, None], axis=1)[:, 0]  # (T, R)
+    inclusive_chosen = jnp.take_along_axis(inclusive, nest[:, None, None], axis=1)[:, 0]
+    log_p = u_chosen + (lam[nest][:, None] - 1.0) * inclusive_chosen - outer
+    conditional = jnp.where(available[:, :, None], jnp.exp(u - inclusive[:, nest_of]), 0.0)
+    nest_share = jnp.where(nest_available[..., None],
+                           jnp.exp(lam[None, :, None] * inclusive - outer[:, None]), 0.0)
+    member = jnp.asarray(np.arange(n_nests)[:, None] == nest_of[None, :], utility.dtype)
+    mean_u = jnp.einsum("mj,tjr->tmr", member, conditional * u)  # (T, M, R)
+    entropy = inclusive - mean_u  # (T, M, R), >= 0
+    lam_j = lam[nest_of][None, :, None]
+    is_chosen = jax.nn.one_hot(chosen, n_alternatives, dtype=utility.dtype)[..., None]
+    in_chosen_nest = (nest_of[None, :] == nest[:, None])[..., None]  # (T, J, 1)
+    d_v = (is_chosen / lam_j + jnp.where(in_chosen_nest, (lam_j - 1.0) / lam_j * conditional, 0.0)
+           - nest_share[:, nest_of] * conditional)  # (T, J, R)
+    is_chosen_nest = jax.nn.one_hot(nest, n_nests, dtype=utility.dtype)[..., None]  # (T, M, 1)
+    lam_m = lam[None, :, None]
+    d_log_lambda = (is_chosen_nest * (mean_u - u_chosen[:, None] + lam_m * entropy)
+                    - nest_share * lam_m * entropy)  # (T, M, R)
+
+    def pullback(g):  # (T, R)
+        return g[:, None, :] * d_v, jnp.einsum("tr,tmr->m", g, d_log_lambda)
+    return log_p, pullback

@@ -34,6 +34,7 @@ tasks last, measured 3x slower on CPU).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -205,14 +206,18 @@ class AbstractMeasurement(AbstractComponent):
 
     indicators: eqx.AbstractVar[tuple[str, ...]]
     latent: eqx.AbstractVar[tuple[str, ...]]
+    # True for a block whose forward function drops missing (NaN) indicator values; a block
+    # that does not is refused data with missing answers
+    drops_missing: ClassVar[bool] = False
 
     @property
     def covariates(self) -> tuple[str, ...]:
         return ()
 
     def data(self, x):
-        """``(indicator values (K,), covariates (C,))`` of one individual's PanelArrays."""
-        return (x.indicators[x.indicator_columns(self.indicators)],
+        """``(indicator values (K,), covariates (C,))`` of one individual's PanelArrays; a
+        missing answer is NaN."""
+        return (x.indicator_values(self.indicators),
                 x.covariates[x.covariate_columns(self.covariates)])
 
     def sample(self, rng: np.random.Generator, lv: np.ndarray, covariates: np.ndarray) -> np.ndarray:
@@ -220,14 +225,21 @@ class AbstractMeasurement(AbstractComponent):
         raise NotImplementedError(f"{type(self).__name__} cannot simulate its indicators")
 
     def check_data(self, values: np.ndarray, ids: np.ndarray) -> None:
-        """Raise a :class:`DataError` naming the indicator, individual and value if bad."""
+        """Raise a :class:`DataError` naming the indicator, individual and value if bad
+        (``values`` ``(N, K)``, NaN where an answer is missing)."""
+
+    def check_missing_codes(self, codes: Mapping[str, tuple[float, ...]]) -> None:
+        """Raise a :class:`DataError` if an indicator's missing code is a value the block
+        could explain (``codes``: the panel's codes by indicator)."""
 
 
 class AbstractKernelMeasurement(AbstractMeasurement):
     """A built-in kernel over an index (:class:`LinearIndex` or a user's
-    :class:`IndexEquation`)."""
+    :class:`IndexEquation`). A missing answer (NaN) adds nothing to the log-likelihood, nor to
+    any derivative."""
 
     index: eqx.AbstractVar[AbstractIndex]
+    drops_missing: ClassVar[bool] = True
 
     @property
     def indicators(self) -> tuple[str, ...]:
@@ -282,25 +294,32 @@ class NormalIndicators(AbstractKernelMeasurement):
         self.index = _index(indicators, equation, True, "NormalIndicators")
         self.log_sigma = jnp.zeros(len(self.index.indicators))
 
+    def _logpdf(self, values, mean):
+        """``log f(y_k | mean_k)`` ``(K, R)``, 0 where ``y_k`` is missing, and the mask of the
+        observed ``(K, 1)``."""
+        observed = ~jnp.isnan(values)[:, None]
+        y = jnp.where(observed, values[:, None], 0.0)  # a finite stand-in where missing
+        logpdf = normal_logpdf(y, mean, self.log_sigma[:, None])
+        return jnp.where(observed, logpdf, 0.0), observed, y
+
     def forward(self, data, lv):
         values, covariates = data
-        mean = self.index.forward(covariates, lv)  # (K, R)
-        return jnp.sum(normal_logpdf(values[:, None], mean, self.log_sigma[:, None]), axis=0)
+        return jnp.sum(self._logpdf(values, self.index.forward(covariates, lv))[0], axis=0)
 
     def vjp(self, data, lv):
         values, covariates = data
         mean, index_pullback = self.index.vjp(covariates, lv)  # (K, R)
-        loglik = jnp.sum(normal_logpdf(values[:, None], mean, self.log_sigma[:, None]), axis=0)
+        logpdf, observed, y = self._logpdf(values, mean)
         inverse_sigma = jnp.exp(-self.log_sigma)[:, None]
-        z = (values[:, None] - mean) * inverse_sigma  # (K, R) z-scores
+        z = jnp.where(observed, (y - mean) * inverse_sigma, 0.0)  # (K, R) z-scores, 0 if missing
 
         def pullback(w):
-            # d/d mean_k = z_k / sigma_k;  d/d log sigma_k = z_k^2 - 1
+            # d/d mean_k = z_k / sigma_k;  d/d log sigma_k = z_k^2 - 1 (0 where missing)
             d_mean = w[None, :] * z * inverse_sigma  # (K, R)
             d_index, d_lv = index_pullback(d_mean)
-            return (replace_fields(self, index=d_index,
-                                   log_sigma=jnp.sum(w[None, :] * (z * z - 1.0), axis=1)), d_lv)
-        return loglik, pullback
+            d_log_sigma = jnp.sum(w[None, :] * jnp.where(observed, z * z - 1.0, 0.0), axis=1)
+            return replace_fields(self, index=d_index, log_sigma=d_log_sigma), d_lv
+        return jnp.sum(logpdf, axis=0), pullback
 
     def sample(self, rng, lv, covariates):
         mean = self._index_at(lv, covariates)
@@ -419,17 +438,25 @@ class OrderedMeasurement(AbstractKernelMeasurement):
         """The increasing thresholds ``tau_1 < ... < tau_{M-1}`` of every threshold set."""
         return self._thresholds_of(self.tau1, self.log_increments)
 
+    @staticmethod
+    def _levels(values):
+        """Each indicator's level ``(K,)`` (1..M; 1 stands in where missing) and whether it is
+        observed."""
+        observed = ~jnp.isnan(values)
+        return jnp.where(observed, values, 1.0).astype(jnp.int32), observed
+
     def _edges(self, values, thresholds):
         """Lower and upper thresholds ``(K,)`` of each indicator's observed category; the open
-        ends of the first and last categories are -inf and +inf."""
+        ends of the first and last categories are -inf and +inf, and a missing answer is the
+        whole real line (-inf, +inf): probability 1, every derivative 0."""
         tau = thresholds[np.asarray(self.group_of, dtype=np.int32)]  # (K, M - 1)
         k = tau.shape[0]
         edges = jnp.concatenate([jnp.full((k, 1), -jnp.inf, tau.dtype), tau,
                                  jnp.full((k, 1), jnp.inf, tau.dtype)], axis=1)  # (K, M + 1)
-        level = values.astype(jnp.int32)  # 1..M
+        level, observed = self._levels(values)
         lower = jnp.take_along_axis(edges, (level - 1)[:, None], axis=1)[:, 0]
         upper = jnp.take_along_axis(edges, level[:, None], axis=1)[:, 0]
-        return lower, upper
+        return jnp.where(observed, lower, -jnp.inf), jnp.where(observed, upper, jnp.inf)
 
     def _standardised_ends(self, values, index):
         """``((tau_lower - mu) / s, (tau_upper - mu) / s)`` ``(K, R)`` and ``1 / s`` ``(K, 1)``
@@ -473,7 +500,7 @@ class OrderedMeasurement(AbstractKernelMeasurement):
                 d_log_scale = -jnp.sum(d_hi * finite(hi) + d_lo * finite(lo), axis=1)
             # the observed category's edges are thresholds (level - 1, level) of (K, M + 1);
             # items add up into their threshold set
-            level = values.astype(jnp.int32)
+            level = self._levels(values)[0]  # a missing answer's d_lower = d_upper = 0
             d_edges = (jax.nn.one_hot(level - 1, self.levels + 1, dtype=lv.dtype) * d_lower[:, None]
                        + jax.nn.one_hot(level, self.levels + 1, dtype=lv.dtype) * d_upper[:, None])
             d_thresholds = d_edges[:, 1:-1]  # (K, M - 1)
@@ -495,13 +522,23 @@ class OrderedMeasurement(AbstractKernelMeasurement):
         return 1.0 + (latent_response[:, :, None] > thresholds[None, :, :]).sum(axis=2)
 
     def check_data(self, values, ids):
-        bad = (values != np.round(values)) | (values < 1) | (values > self.levels)
+        bad = ~np.isnan(values) & ((values != np.round(values)) | (values < 1)
+                                   | (values > self.levels))
         if bad.any():
             n, k = np.argwhere(bad)[0]
             raise DataError(
                 f"indicator {self.indicators[k]!r}, individual {_plain(ids[n])!r}: "
                 f"value {_plain(values[n, k])!r} "
                 f"is not one of the levels 1..{self.levels} of the ordered {self.link} model")
+
+    def check_missing_codes(self, codes):
+        for item in self.indicators:
+            levels = [c for c in codes.get(item, ()) if c == round(c) and 1 <= c <= self.levels]
+            if levels:
+                raise DataError(
+                    f"indicator {item!r}: missing code {_plain(levels[0])!r} is also one of the "
+                    f"levels 1..{self.levels} of the ordered {self.link} model; a missing "
+                    f"answer needs a code outside the levels")
 
     def _threshold_labels(self) -> tuple[np.ndarray, np.ndarray]:
         """Labels of ``tau1`` ``(G,)`` and ``log_increments`` ``(G, M2)``."""

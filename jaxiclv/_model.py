@@ -22,7 +22,7 @@ from jaxtyping import Array, Float
 
 from ._choice import AbstractChoice
 from ._component import KINDS, AbstractComponent, autodiff_vjp, close_matches, labelled_names
-from ._data import DataError, Panel, PanelArrays
+from ._data import DataError, Panel, PanelArrays, _show
 from ._latent import AbstractStructural
 from ._measurement import AbstractMeasurement
 from ._parameters import ParameterSpace, fixed_names, labelled_values, replace_fields, set_values
@@ -313,13 +313,25 @@ class ICLV(eqx.Module):
                  arrays.attribute_names)):
             missing = [name for name in needed if name not in present]
             if missing:
+                coded = [n for n in missing if built and n in panel.categories]
                 raise DataError(f"the model uses {role}s {missing} that the panel does not hold; "
-                                f"the panel's {role}s are {list(present)}")
+                                f"the panel's {role}s are {list(present)}" + "".join(
+                                    f"; {n!r} is categorical, coded as the dummies "
+                                    f"{panel.dummies(n)} (panel.dummies({n!r}))" for n in coded))
         if not built:
             _check_arrays(arrays)
-        indicators = np.asarray(arrays.indicators)
         for block in self.measurement:
-            block.check_data(indicators[:, arrays.indicator_columns(block.indicators)], ids)
+            values = arrays.indicator_values(block.indicators, np)  # NaN: missing
+            if not block.drops_missing and np.isnan(values).any():
+                n, k = np.argwhere(np.isnan(values))[0]
+                raise DataError(
+                    f"indicator {block.indicators[k]!r} of individual {_show(ids[n])} is "
+                    f"missing, and {type(block).__name__} does not say that it drops missing "
+                    f"answers (a user-written block must handle NaN values in its forward "
+                    f"function and set drops_missing = True)")
+            block.check_data(values, ids)
+            if built:
+                block.check_missing_codes(panel.missing_codes)
         if self.choice is not None:
             binary_model = self.choice.binary
             binary_panel = arrays.available.shape[2] == 1
@@ -354,9 +366,17 @@ def _check_arrays(arrays: PanelArrays) -> None:
         n = int(np.flatnonzero(bad)[0])
         raise DataError(f"the weight of individual {n} (position) is {weights[n]}: weights must "
                         f"be finite and non-negative")
-    for name, values, names in (("covariate", arrays.covariates, arrays.covariate_names),
-                                ("indicator", arrays.indicators, arrays.indicator_names)):
+    observed = arrays.indicator_observed
+    if observed is not None and np.shape(observed) != np.shape(arrays.indicators):
+        raise DataError(f"indicator_observed has shape {np.shape(observed)}, the indicators "
+                        f"{np.shape(arrays.indicators)}")
+    for name, values, names in (
+            ("covariate", arrays.covariates, arrays.covariate_names),
+            ("indicator", arrays.indicator_values(arrays.indicator_names, np),
+             arrays.indicator_names)):
         bad = ~np.isfinite(np.asarray(values))
+        if name == "indicator" and observed is not None:
+            bad &= np.asarray(observed)  # NaN where missing
         if bad.any():
             n, k = np.argwhere(bad)[0]
             raise DataError(f"{name} {names[k]!r} of individual {n} (position) is "

@@ -60,6 +60,7 @@ class Results:
     natural_estimates: np.ndarray
     natural_jacobian: np.ndarray  # d natural / d theta
     hessian_comparison: object | None = None
+    missing_answers: dict[str, int] = dataclasses.field(default_factory=dict)  # by indicator
 
     @property
     def converged(self) -> bool:
@@ -137,6 +138,9 @@ class Results:
             "individuals": self.n_individuals,
             "observations (choice tasks)": self.n_observations,
             "draws per individual": self.n_draws,
+            **({"missing answers (dropped)": ", ".join(
+                f"{k} {v}" for k, v in self.missing_answers.items())}
+               if self.missing_answers else {}),
             "free parameters": self.n_params,
             "fixed parameters": len(self.fixed),
             "iterations": self.iterations,

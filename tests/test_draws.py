@@ -213,3 +213,17 @@ def test_callable_output_is_checked_too():
         jic.make_draws(lambda n, d: np.zeros((n, 4)), 3, 2)
     with pytest.raises(ValueError, match="draws from function hold a non-finite value nan"):
         jic.make_draws(lambda n, d: np.full((n, 4, d), np.nan), 3, 2)
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_antithetic_draws_are_the_generator_s_half_and_its_mirror_image(generator):
+    """Draws ``R / 2 ..`` are minus draws ``0 .. R / 2`` (uniforms ``1 - u``), and the first
+    half is the generator's own ``R / 2`` draws; every dimension's mean is 0 for every
+    individual (exactly, up to the rounding of the sum)."""
+    draws = generator(10, antithetic=True)(7, 3)
+    assert draws.shape == (7, 10, 3)
+    np.testing.assert_array_equal(draws[:, 5:], -draws[:, :5])
+    np.testing.assert_array_equal(draws[:, :5], generator(5)(7, 3))
+    np.testing.assert_allclose(draws.mean(axis=1), 0.0, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="antithetic draws come in pairs .* must be even, got 9"):
+        generator(9, antithetic=True)(7, 3)

@@ -130,6 +130,16 @@ def test_measurement_pullback_matches_autodiff(name):
     for point in range(N_POINTS):
         block = randomize(block, rng)
         check_pullbacks(block, *_measurement_inputs(block, point, rng), f"{name} point {point}")
+    # a missing answer (NaN) adds nothing to the output or to any derivative
+    (values, covariates), lv, cotangent = _measurement_inputs(block, 0, rng)
+    values[0] = np.nan
+    d_block = check_pullbacks(block, (values, covariates), lv, cotangent, f"{name} missing")[1]
+    terms = block.parameter_terms()  # per indicator, unless a user's equation is one term
+    own = set(terms[0]) - {n for term in terms[1:] for n in term} if len(terms) > 1 else set()
+    assert own or isinstance(block.index, jic.IndexEquation), name
+    for labels, grads in zip(jax.tree.leaves(block.labels()), jax.tree.leaves(d_block)):
+        for label, grad in zip(np.ravel(labels), np.ravel(grads)):
+            assert label not in own or grad == 0.0, (name, label, grad)
 
 
 def _task_inputs(rng, n_tasks, n_alt, n_attr, binary):
@@ -173,6 +183,17 @@ CHOICE_MODELS = {
         _time_scaled_utility, {"asc_B": 0.1, "asc_C": -0.2, "asc_D": 0.3, "b_time": -0.5,
                                "lambda": 0.2, "b_cost": -1.0, "theta": 0.4},
         attributes=["x1", "x2", "x3"], latent=["a", "b"])),
+    # nests {A}, {B, C}, {D, E}: a singleton nest (no parameter), and nests that lose every
+    # alternative in some tasks (random availability)
+    "nested": lambda: jic.NestedLogit(["A", "B", "C", "D", "E"],
+                                      {"a": ["A"], "bc": ["B", "C"], "de": ["D", "E"]},
+                                      attributes=["x1", "x2"], latent={"a": ["B", "D"]},
+                                      interactions={"x1": ["a"]}),
+    "nested-scaled-utility": lambda: jic.NestedLogit(
+        ["A", "B", "C", "D"], {"ab": ["A", "B"], "cd": ["C", "D"]}, scale=True,
+        utility=jic.Utility(_time_scaled_utility, {
+            "asc_B": 0.1, "asc_C": -0.2, "asc_D": 0.3, "b_time": -0.5, "lambda": 0.2,
+            "b_cost": -1.0, "theta": 0.4}, attributes=["x1", "x2", "x3"], latent=["a", "b"])),
     "binary-utility": lambda: jic.BinaryProbit(utility=jic.Utility(
         _probit_index, {"c": 0.1, "b1": -0.5, "l": 0.3, "b2": 0.7}, attributes=["x1", "x2"],
         latent=["a", "b"]), scale=True),
@@ -276,6 +297,9 @@ EXTREME = {
                                 2.0),
     "binary-scaled-utilities-38": ("binary-scaled", dict(beta=(-9.0, 9.0), log_scale=(1.3, 1.5)),
                                    1.0),
+    # utilities of +-40 in nests with lambda ~ 0.02: V / lambda of +-2000
+    "nested-utilities-40-lambda-0.02": ("nested", dict(beta=(-20.0, 20.0), theta=(-10.0, 10.0),
+                                                       log_lambda=(-4.0, -3.8)), 2.0),
 }
 
 
