@@ -10,6 +10,12 @@ kernel's derivative is hand-derived and the chain rule through the utility is ``
 parameter values (``lambda = 0.3``). Larger samples replicate the base data set (328
 individuals) with new ids; each individual still gets its own draws.
 
+Two cases have random coefficients (:mod:`jaxiclv._mixed`): ``"random-cost"``, the reference
+structure with a normal cost coefficient (``beta.cost.sd = 0.3``, one more draw dimension), on
+the reference data; and ``"mixed-logit"``, a panel mixed logit without latent variables (4
+alternatives, 10 tasks, 3 random coefficients: two normal, one negative lognormal) on data
+simulated from it.
+
 ``quick`` shrinks the structure (2 latent variables, one explaining the other, with 2 items
 each, 1 attribute: 31 parameters) so that a smoke test compiles in seconds.
 """
@@ -28,8 +34,19 @@ from jaxiclv import _example as ex
 from jaxiclv._problem import resolve_chunk_size
 
 QUICK_STRUCTURE = ({"health": 2}, ("intention", 2), ex.ATTRIBUTES[:1])
-VARIANTS = ("ordinal", "continuous", "nonlinear")
+VARIANTS = ("ordinal", "continuous", "nonlinear", "random-cost", "mixed-logit")
 LAMBDA = 0.3  # the nonlinear variant's true lambda
+COST_SD = 0.3  # the random-cost variant's standard deviation of the cost coefficient
+MIXED_TRUTH = {"asc.2": 0.2, "asc.3": -0.1, "asc.4": 0.1, "beta.x1": -0.8, "beta.x1.sd": 0.5,
+               "beta.x2": 0.6, "beta.x2.sd": 0.4, "beta.x3.mu": -0.5, "beta.x3.sigma": 0.3}
+MIXED_TASKS = 10
+
+
+def mixed_logit() -> jic.ICLV:
+    """A panel mixed logit without latent variables, at its default starting values."""
+    return jic.ICLV(choice=jic.MultinomialLogit(
+        ["1", "2", "3", "4"], attributes=["x1", "x2", "x3"],
+        random={"x1": "normal", "x2": "normal", "x3": "-lognormal"}))
 
 
 def nonlinear_utility(attributes, latent, scaled, scaling):
@@ -50,6 +67,8 @@ def build_model(variant: str, quick: bool) -> jic.ICLV:
     """The reference structure (or its quick miniature) at its default starting values."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if variant == "mixed-logit":
+        return mixed_logit()
     exogenous, (endogenous, count), attributes = (
         QUICK_STRUCTURE if quick else (ex.EXOGENOUS, ex.ENDOGENOUS, ex.ATTRIBUTES))
     items = {lv: ex._items(lv, k) for lv, k in (*exogenous.items(), (endogenous, count))}
@@ -60,7 +79,8 @@ def build_model(variant: str, quick: bool) -> jic.ICLV:
         choice = jic.BinaryProbit(utility=nonlinear_utility(list(attributes), list(items),
                                                             scaled, endogenous))
     else:
-        choice = jic.BinaryProbit(attributes=attributes, latent=list(items))
+        random = {"cost": "normal"} if variant == "random-cost" else None
+        choice = jic.BinaryProbit(attributes=attributes, latent=list(items), random=random)
     return jic.ICLV(
         latent=jic.Structural({lv: list(ex.COVARIATES) for lv in items},
                               parents={endogenous: list(exogenous)}),
@@ -73,9 +93,12 @@ def true_model(variant: str, quick: bool) -> jic.ICLV:
     ``"ordinal"`` at full size this is exactly ``reference_truth()``); parameters the reference
     model lacks (``NormalIndicators``' intercepts and log standard deviations) stay at 0, and
     the nonlinear variant's ``lambda`` is :data:`LAMBDA`."""
-    truth = ex.reference_truth()
-    values = {**jic.ParameterSpace.from_model(truth).values(truth), "lambda": LAMBDA}
     model = build_model(variant, quick)
+    if variant == "mixed-logit":
+        return jic.set_values(model, MIXED_TRUTH)
+    truth = ex.reference_truth()
+    values = {**jic.ParameterSpace.from_model(truth).values(truth), "lambda": LAMBDA,
+              "beta.cost.sd": COST_SD}
     names = jic.ParameterSpace.from_model(model).values(model)
     return jic.set_values(model, {k: v for k, v in values.items() if k in names})
 
@@ -83,8 +106,11 @@ def true_model(variant: str, quick: bool) -> jic.ICLV:
 @functools.cache
 def base_data(variant: str, quick: bool, n_base: int) -> pd.DataFrame:
     """The bundled reference data (also for the nonlinear variant, which has the same columns),
-    or data simulated from :func:`true_model` with the reference individuals' covariates."""
-    if variant in ("ordinal", "nonlinear") and not quick:
+    or data simulated from :func:`true_model` with the reference individuals' covariates
+    (the mixed logit: ``n_base`` individuals of its own)."""
+    if variant == "mixed-logit":
+        return jic.simulate(true_model(variant, quick), n_base, MIXED_TASKS, seed=ex.SEED).data
+    if variant in ("ordinal", "nonlinear", "random-cost") and not quick:
         return ex.reference_data()
     reference = ex.reference_data()
     covariates = reference.groupby("id")[list(ex.COVARIATES)].first().reset_index(drop=True)
@@ -102,8 +128,12 @@ def replicate(data: pd.DataFrame, n: int) -> pd.DataFrame:
 
 
 def panel_for(model: jic.ICLV, data: pd.DataFrame) -> jic.Panel:
+    choice = model.choice
+    attributes = (list(choice.attributes) if choice.binary else
+                  {a: [f"{a}_{alt}" for alt in choice.alternatives] for a in choice.attributes})
     return jic.Panel.from_dataframe(
-        data, id="id", choice="choice", attributes=list(model.choice.attributes),
+        data, id="id", choice="choice", attributes=attributes,
+        alternatives=None if choice.binary else choice.codes,
         covariates=list(model.latent.covariates),
         indicators=[i for block in model.measurement for i in block.indicators])
 
@@ -123,6 +153,8 @@ class Case:
 
     def __init__(self, variant: str, n: int, r: int, dtype: str, quick: bool, n_base: int):
         self.model = true_model(variant, quick)
+        if variant == "mixed-logit":  # its own simulated individuals, as many as asked for
+            n_base = n
         self.panel = panel_for(self.model, replicate(base_data(variant, quick, n_base), n))
         self.dtype = jnp.dtype(dtype)
         self.chunk_size = chunk_size_for(n, r)

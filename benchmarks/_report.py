@@ -138,6 +138,17 @@ def write_markdown(report: dict, path: Path) -> str:
         lines += [f"| {s['group']} | {s['method']} | {s['exponent']:.2f} "
                   f"| {', '.join(map(str, s['sizes']))} "
                   f"| {', '.join(_g(t) for t in s['median_s'])} |" for s in report["scaling"]]
+    mixed = [row for row in report["results"]
+             if "mixed" in row.get("groups", ()) and row.get("median_s") is not None]
+    if mixed:
+        lines += ["", "## Random coefficients: the cost per individual x draw", "",
+                  "The median time divided by N x R (per individual, the mixed logit has 10 tasks of 4 "
+                  "alternatives; the ICLVs binary tasks and Likert items).", "",
+                  "| case | P | method | median (s) | per individual x draw (us) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {row['key']} | {row.get('n_params', '')} | {row['method']} "
+                  f"| {_g(row['median_s'])} | {row['median_s'] / (row['n'] * row['r']) * 1e6:.3g} |"
+                  for row in mixed]
     if report["estimation"]:
         first = report["estimation"][0]
         lines += ["", "## The whole estimation, L-BFGS against Newton", "",

@@ -18,6 +18,11 @@ Size groups (``--sizes``, default all):
 - ``peer``: Biogeme and jaxiclv on the same simulated ICLV data and specification
   (:mod:`benchmarks._peer`); skipped, with the reason in the report, where Biogeme is not
   installed;
+- ``mixed``: random coefficients: a panel mixed logit without latent variables (1,000
+  individuals x 10 tasks x 4 alternatives x 500 draws, 3 random coefficients) and the
+  reference ICLV with a normal cost coefficient, each with the log-likelihood, the analytic
+  gradient and the structured Hessian, next to the plain reference ICLV (per individual x draw
+  costs compared in the report);
 - ``estimation``: ``jic.estimate(reference_model(), reference_panel(), Halton(100),
   optimizer=...)`` with L-BFGS (the default) and with Newton (``"trust-exact"``, the exact
   structured Hessian at every iteration): iterations and time of each.
@@ -45,7 +50,8 @@ from . import METHOD_NAMES
 from ._report import add_accuracy, scaling_exponents, write_markdown, write_plots
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-GROUPS = ("reference", "nonlinear", "individuals", "draws", "dtype", "estimation", "peer")
+GROUPS = ("reference", "nonlinear", "individuals", "draws", "dtype", "mixed", "estimation",
+          "peer")
 PEER_MISSING = ("Biogeme is not installed in this environment; it needs pandas < 3, so install "
                 "it in its own: pip install -e '.[peer]', then python -m benchmarks --sizes peer")
 REPLAY = ("replay-grad", "replay-hessian")
@@ -61,14 +67,16 @@ MODES = {
                    "hessian-jacfwd"),
         scaling=("loglik", "grad-analytic", "grad-autodiff", "replay-grad"),
         dtype=("loglik", "grad-analytic", "grad-autodiff", "hessian-structured",
-               "hessian-jacfwd")),
+               "hessian-jacfwd"),
+        mixed=dict(n=1000, r=500, methods=("loglik", "grad-analytic", "hessian-structured"))),
     "quick": dict(
         n=16, r=8, individuals=(16, 32), draws=(8, 16), repeat=3, budget_s=0.5, max_iter=20,
         continuous=("loglik", "grad-analytic", "grad-autodiff"),
         nonlinear=("loglik", "grad-analytic", "grad-pullbacks-autodiff",
                    "hessian-structured-pullbacks-autodiff", "hessian-jacfwd"),
         scaling=("loglik", "grad-analytic"),
-        dtype=("loglik", "grad-analytic", "grad-autodiff")),
+        dtype=("loglik", "grad-analytic", "grad-autodiff"),
+        mixed=dict(n=16, r=8, methods=("loglik", "grad-analytic", "hessian-structured"))),
 }
 
 
@@ -103,6 +111,11 @@ def plan(groups, mode: dict) -> tuple[list[dict], list[dict]]:
     if "dtype" in groups:
         for dtype in ("float64", "float32"):
             add("dtype", "ordinal", n, r, dtype, mode["dtype"])
+    if "mixed" in groups:
+        mixed = mode["mixed"]
+        add("mixed", "mixed-logit", mixed["n"], mixed["r"], "float64", mixed["methods"])
+        for variant in ("random-cost", "ordinal"):
+            add("mixed", variant, n, r, "float64", mixed["methods"])
 
     cases: dict[tuple, dict] = {}
     for group, (variant, n_, r_, dtype), method in wanted:

@@ -8,8 +8,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from ._choice import (AbstractChoice, AbstractUtility, BinaryProbit, LinearUtility,  # noqa: E402
-                      MultinomialLogit, NestedLogit, Utility)
+from ._choice import AbstractChoice, BinaryProbit, MultinomialLogit, NestedLogit  # noqa: E402
 from ._component import AbstractComponent, AbstractEquation, autodiff_vjp  # noqa: E402
 from ._data import DataError, Panel, PanelArrays  # noqa: E402
 from ._draws import MLHS, Halton, PseudoRandom, Sobol, make_draws  # noqa: E402
@@ -28,6 +27,7 @@ from ._model import ICLV, PULLBACKS, share  # noqa: E402
 from ._parameters import ParameterSpace, set_values  # noqa: E402
 from ._results import Results, Status  # noqa: E402
 from ._simulate import Simulated, simulate  # noqa: E402
+from ._utility import AbstractUtility, LinearUtility, Utility  # noqa: E402
 
 __version__ = "0.1.0"
 

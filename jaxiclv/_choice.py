@@ -2,7 +2,8 @@
 
 A choice model pairs a *utility* ``V`` ``(T, J, R)`` of every task, alternative and draw with a
 kernel: the binary probit (``J = 1``: ``V`` is the probit index) or the multinomial logit.
-The utility is :class:`LinearUtility` (hand-derived pullback) or a user-written
+The utility (:mod:`jaxiclv._utility`) is :class:`LinearUtility` (hand-derived pullback), with
+random coefficients a :class:`RandomUtility` (:mod:`jaxiclv._mixed`), or a user-written
 :class:`Utility` in jax.numpy (pullback by ``jax.vjp``); the kernel's derivative with respect
 to the utilities stays hand-derived either way (MNL ``y - P``, the probit's signed Mills
 ratio). ``scale=True`` multiplies the utilities by ``exp(choice.log_scale)``. The panel
@@ -11,7 +12,7 @@ unpadded tasks.
 
 Both are components (:mod:`jaxiclv._component`). The choice model: data ``(attributes
 (T, J, A), choices (T,), availability (T, J), task mask (T,))``, inputs the latent variables it
-uses ``(L, R)``, output ``sum_t log P(choice_t | LV_r)`` ``(R,)``. The utility: data the
+uses ``(L, R)`` followed by its own draws ``(K, R)`` if it has random terms, output ``sum_t log P(choice_t | LV_r)`` ``(R,)``. The utility: data the
 attributes, inputs the latent variables, output ``V``. Per-draw arrays keep the draws on
 their last axis, as in the measurement models.
 """
@@ -28,210 +29,16 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from ._component import AbstractComponent, AbstractEquation, Named, checked_names
+from ._component import AbstractComponent, checked_names
 from ._kernels import (binary_probit_log_prob, binary_probit_log_prob_and_dlogp,
                        multinomial_logit_dlogp, multinomial_logit_log_prob,
                        nested_logit_log_prob, nested_logit_vjp)
+from ._mixed import RandomUtility
 from ._parameters import replace_fields
+from ._utility import (BINARY, AbstractUtility, LinearUtility, interaction_mask,
+                       specific_mask)
 
-__all__ = ["AbstractUtility", "LinearUtility", "Utility", "AbstractChoice", "BinaryProbit",
-           "MultinomialLogit", "NestedLogit"]
-
-BINARY = ("V",)  # the one "alternative" of a binary model: the utility difference
-
-
-class AbstractUtility(AbstractComponent):
-    """Utilities ``V`` ``(T, J, R)`` of the ``alternatives`` from the ``attributes``
-    ``(T, J, A)`` and the ``latent`` variables ``(L, R)``."""
-
-    alternatives: eqx.AbstractVar[tuple[str, ...]]
-    attributes: eqx.AbstractVar[tuple[str, ...]]
-    latent: eqx.AbstractVar[tuple[str, ...]]
-
-    def with_alternatives(self, alternatives: tuple[str, ...]) -> "AbstractUtility":
-        """This utility for the choice model's ``alternatives`` (a user utility learns them
-        here)."""
-        if self.alternatives != alternatives:
-            raise ValueError(f"the utility is written for alternatives {self.alternatives}, the "
-                             f"choice model has {alternatives}")
-        return self
-
-
-def _alternative_suffixes(alternatives) -> list[str]:
-    return [""] if tuple(alternatives) == BINARY else [f".{a}" for a in alternatives]
-
-
-class LinearUtility(AbstractUtility):
-    """``V_j = asc_j + sum_a beta[j, a] x_ja + sum_l theta[j, l] LV_l
-    + sum_a,l kappa[a, l] x_ja LV_l``.
-
-    A generic coefficient ``beta.{a}`` is one parameter in every alternative's row (a shared
-    name); an alternative-specific one is ``beta.{a}.{alternative}``. ``kappa`` is generic.
-    Entries not in the specification are structural zeros. The attributes carry the
-    alternatives' own values.
-    """
-
-    asc: Float[Array, " J"]
-    beta: Float[Array, "J A"]
-    theta: Float[Array, "J L"]
-    kappa: Float[Array, "A L"]
-    alternatives: tuple[str, ...] = eqx.field(static=True)  # labels of the J utilities
-    attributes: tuple[str, ...] = eqx.field(static=True)
-    latent: tuple[str, ...] = eqx.field(static=True)
-    asc_in: tuple[bool, ...] = eqx.field(static=True)
-    specific_in: tuple[tuple[bool, ...], ...] = eqx.field(static=True)  # (J, A)
-    theta_in: tuple[tuple[bool, ...], ...] = eqx.field(static=True)
-    kappa_in: tuple[tuple[bool, ...], ...] = eqx.field(static=True)
-
-    def __init__(self, alternatives, attributes, latent, asc_in, theta_in, kappa_in,
-                 specific_in=None):
-        self.alternatives = tuple(str(a) for a in alternatives)
-        self.attributes = tuple(attributes)
-        self.latent = tuple(latent)
-        n_alt, n_attr, n_lv = len(self.alternatives), len(self.attributes), len(self.latent)
-        self.asc_in = tuple(bool(a) for a in asc_in)
-        self.specific_in = (((False,) * n_attr,) * n_alt if specific_in is None
-                            else tuple(tuple(bool(s) for s in row) for row in specific_in))
-        self.theta_in = tuple(tuple(bool(t) for t in row) for row in theta_in)
-        self.kappa_in = tuple(tuple(bool(k) for k in row) for row in kappa_in)
-        self.asc = jnp.zeros(n_alt)
-        self.beta = jnp.zeros((n_alt, n_attr))
-        self.theta = jnp.zeros((n_alt, n_lv))
-        self.kappa = jnp.zeros((n_attr, n_lv))
-
-    @property
-    def _interacts(self) -> bool:
-        return any(any(row) for row in self.kappa_in)
-
-    def forward(self, x: Float[Array, "T J A"], lv: Float[Array, "L R"]) -> Float[Array, "T J R"]:
-        task = self.asc[None, :] + jnp.einsum("tja,ja->tj", x, self.beta)  # (T, J)
-        utility = task[:, :, None] + (self.theta @ lv)[None]  # (T, J, R)
-        if self._interacts:
-            utility = utility + jnp.einsum("tja,ar->tjr", x, self.kappa @ lv)
-        return utility
-
-    def vjp(self, x: Float[Array, "T J A"], lv: Float[Array, "L R"]):
-        """Hand-derived pullback of ``V_tjr`` over tasks and draws: ``(d params, d LV (L, R))``
-        for the cotangent ``d_utility`` ``(T, J, R)`` of the utilities."""
-        def pullback(d_utility):
-            by_draw = d_utility.sum(axis=0)  # (J, R)
-            by_task = d_utility.sum(axis=2)  # (T, J)
-            d_lv = self.theta.T @ by_draw
-            d_kappa = jnp.zeros_like(self.kappa)
-            if self._interacts:
-                d_x = jnp.einsum("tjr,tja->ar", d_utility, x)  # (A, R): sum_tj dV_tjr x_tja
-                d_kappa, d_lv = d_x @ lv.T, d_lv + self.kappa.T @ d_x
-            grads = replace_fields(self, asc=by_task.sum(0),
-                                   beta=jnp.einsum("tj,tja->ja", by_task, x),
-                                   theta=by_draw @ lv.T, kappa=d_kappa)
-            return grads, d_lv
-        return self.forward(x, lv), pullback
-
-    def labels(self):
-        alt = _alternative_suffixes(self.alternatives)
-        n_alt, n_attr, n_lv = len(alt), len(self.attributes), len(self.latent)
-        return replace_fields(
-            self,
-            asc=np.array([f"asc{s}" if on else "" for s, on in zip(alt, self.asc_in)], dtype=object),
-            beta=np.array([[f"beta.{a}{s}" if specific else f"beta.{a}"
-                            for a, specific in zip(self.attributes, row)]
-                           for s, row in zip(alt, self.specific_in)], dtype=object
-                          ).reshape(n_alt, n_attr),
-            theta=np.array([[f"theta.{lv}{s}" if on else "" for lv, on in zip(self.latent, row)]
-                            for s, row in zip(alt, self.theta_in)], dtype=object
-                           ).reshape(n_alt, n_lv),
-            kappa=np.array([[f"kappa.{a}.{lv}" if on else "" for lv, on in zip(self.latent, row)]
-                            for a, row in zip(self.attributes, self.kappa_in)], dtype=object
-                           ).reshape(n_attr, n_lv))
-
-
-class Utility(AbstractUtility, AbstractEquation):
-    """A user-written utility.
-
-    ``fn(p, x, lv)`` gives the utilities of one task at one draw: ``p``, ``x`` and ``lv`` map
-    the declared parameter, attribute and latent-variable names to values (``x[a]`` is the
-    attribute's value in every alternative, ``(J,)``, or a scalar in a binary model; ``lv[l]``
-    a scalar). It returns the utilities ``(J,)`` (an array, a sequence, or a mapping
-    ``{alternative: value}``), or the probit index (one number) in a binary model. For
-    example, a latent attitude scaling the time coefficient, and cost divided by income::
-
-        def utility(p, x, lv):
-            return {"car": p["asc_car"] + p["b_time"] * jnp.exp(p["lambda"] * lv["green"])
-                           * x["time"][0] + p["b_cost"] * x["cost"][0] / x["income"][0],
-                    "bus": p["b_time"] * x["time"][1] + p["b_cost"] * x["cost"][1] / x["income"][1]}
-
-        MultinomialLogit(["car", "bus"], utility=Utility(
-            utility, {"asc_car": 0, "b_time": 0, "lambda": 0, "b_cost": 0},
-            attributes=["time", "cost", "income"], latent=["green"]))
-
-    ``parameters``: ``{name: starting value}``; a name also used by another component is one
-    shared parameter. ``fixed``: names held at their values; ``log_parameters``: names that
-    are logs of positive quantities (reported as ``exp`` on the natural scale).
-    """
-
-    alternatives: tuple[str, ...] = eqx.field(static=True)
-    attributes: tuple[str, ...] = eqx.field(static=True)
-    latent: tuple[str, ...] = eqx.field(static=True)
-
-    def __init__(self, fn: Callable, parameters: Mapping[str, float],
-                 attributes: Sequence[str] = (), latent: Sequence[str] = (),
-                 fixed: Sequence[str] = (), log_parameters: Sequence[str] = (),
-                 alternatives: Sequence | None = None):
-        self._declare(fn, parameters, fixed, "Utility")
-        self.attributes = checked_names(attributes, "attributes", self.owner)
-        self.latent = checked_names(latent, "latent variables", self.owner)
-        self.log_parameters = self._declared_logs(log_parameters)
-        self.alternatives = () if alternatives is None else tuple(str(a) for a in alternatives)
-
-    def with_alternatives(self, alternatives):
-        if self.alternatives and self.alternatives != alternatives:
-            return super().with_alternatives(alternatives)
-        return Utility(self.fn, {k: float(v) for k, v in self.parameters.items()},
-                       self.attributes, self.latent, self.fixed, self.log_parameters,
-                       alternatives)
-
-    def forward(self, x: Float[Array, "T J A"], lv: Float[Array, "L R"]) -> Float[Array, "T J R"]:
-        if not self.alternatives:
-            raise ValueError(f"{self.owner} is not part of a choice model (pass it to "
-                             f"BinaryProbit or MultinomialLogit as utility=)")
-        binary = self.alternatives == BINARY
-
-        def at(x_t, lv_r):  # (J, A), (L,) -> (J,)
-            columns = x_t[0] if binary else x_t.T  # (A,) or (A, J)
-            values = Named(dict(zip(self.attributes, columns)), "attribute", self.owner)
-            latent = Named(dict(zip(self.latent, lv_r)), "latent variable", self.owner)
-            out = self.call(None if binary else self.alternatives, lv.dtype, values, latent)
-            return out[None] if binary else out
-        over_tasks = jax.vmap(at, in_axes=(0, None))  # (T, J)
-        return jax.vmap(over_tasks, in_axes=(None, 1), out_axes=-1)(x, lv)
-
-
-def _interaction_mask(attributes, latent, interactions):
-    interactions = dict(interactions or {})
-    for attribute, lvs in interactions.items():
-        if attribute not in attributes:
-            raise ValueError(f"interaction attribute {attribute!r} is not one of {tuple(attributes)}")
-        for lv in checked_names(lvs, f"the interactions of {attribute!r}", "the choice model"):
-            if lv not in latent:
-                raise ValueError(f"interaction latent variable {lv!r} is not one of {tuple(latent)}")
-    return [[lv in interactions.get(a, ()) for lv in latent] for a in attributes]
-
-
-def _specific_mask(alternatives, attributes, specific):
-    """``(J, A)``: alternative ``j`` has its own coefficient of attribute ``a``; ``specific``
-    is ``[attribute]`` (every alternative) or ``{attribute: [alternatives]}``."""
-    if not isinstance(specific, Mapping):
-        specific = {a: alternatives for a in checked_names(specific, "alternative_specific",
-                                                    "the choice model")}
-    for attribute, alts in specific.items():
-        if attribute not in attributes:
-            raise ValueError(f"alternative-specific attribute {attribute!r} is not one of "
-                             f"{tuple(attributes)}")
-        for alt in alts:
-            if alt not in alternatives:
-                raise ValueError(f"alternative {alt!r} is not one of {tuple(alternatives)}")
-    return [[alt in specific.get(a, ()) for a in attributes] for alt in alternatives]
-
+__all__ = ["AbstractChoice", "BinaryProbit", "MultinomialLogit", "NestedLogit"]
 
 class AbstractChoice(AbstractComponent):
     """A choice model: a utility and a kernel. ``latent`` are the latent variables it uses.
@@ -264,6 +71,12 @@ class AbstractChoice(AbstractComponent):
     @property
     def n_alternatives(self) -> int:
         return len(self.utility.alternatives)
+
+    @property
+    def draw_names(self) -> tuple[str, ...]:
+        """The choice model's own draw dimensions (random coefficients, error components):
+        its inputs are the latent variables followed by these draws."""
+        return self.utility.draw_names
 
     def data(self, x):
         """``(attributes (T, J, A), choices (T,), availability (T, J), task mask (T,))`` of one
@@ -330,7 +143,7 @@ class AbstractChoice(AbstractComponent):
                 **({"choice.log_scale": "log"} if self.scaled else {})}
 
 
-def _utility_or_linear(utility, linear: Callable[[], LinearUtility], given: dict,
+def _utility_or_linear(utility, linear: Callable[[], AbstractUtility], given: dict,
                        alternatives: tuple[str, ...], model: str) -> AbstractUtility:
     if utility is None:
         return linear()
@@ -344,10 +157,34 @@ def _utility_or_linear(utility, linear: Callable[[], LinearUtility], given: dict
     return utility.with_alternatives(alternatives)
 
 
+def _mixed(linear: Callable[[Sequence[str]], LinearUtility], attributes, random,
+           error_components, interactions, alternative_specific, model: str):
+    """``linear(attributes)`` builds the linear utility over those attributes; with
+    ``random`` coefficients or ``error_components`` it becomes the base of a
+    :class:`RandomUtility` (a lognormal coefficient leaves the linear part)."""
+    random, error_components = dict(random or {}), dict(error_components or {})
+    lognormal = [a for a, kind in random.items() if kind != "normal"]
+    specific = (alternative_specific if isinstance(alternative_specific, Mapping)
+                else dict.fromkeys(alternative_specific))
+    for attribute in lognormal:
+        if attribute in dict(interactions or {}) or attribute in specific:
+            raise ValueError(f"{model}: the lognormal coefficient of {attribute!r} is generic "
+                             f"and has no interactions")
+    for attribute, kind in random.items():
+        if kind == "normal" and attribute in specific:
+            raise ValueError(f"{model}: the random coefficient of {attribute!r} is generic; it "
+                             f"cannot be alternative-specific")
+    base = linear([a for a in attributes if a not in lognormal])
+    if not random and not error_components:
+        return base
+    return RandomUtility(base, attributes, random, error_components, model)
+
+
 def _logit_utility(model: str, alternatives, attributes, latent, interactions, asc,
-                   alternative_specific, utility) -> tuple[tuple, AbstractUtility]:
+                   alternative_specific, utility, random=None, error_components=None
+                   ) -> tuple[tuple, AbstractUtility]:
     """The alternatives' codes and the utility of a logit model over them: the linear
-    utility from its specification, or the user's."""
+    utility from its specification (with random terms if any), or the user's."""
     alternatives = checked_names(alternatives, "alternatives", model)
     if len(alternatives) < 2:
         raise ValueError(f"{model} needs at least two alternatives, got {alternatives}")
@@ -356,25 +193,26 @@ def _logit_utility(model: str, alternatives, attributes, latent, interactions, a
         raise ValueError(f"{model}: alternatives {alternatives} have the same "
                          f"label {sorted({x for x in labels if labels.count(x) > 1})}")
 
-    def linear():
+    def linear(names):
         lvs = dict(latent or {})
         ascs = (tuple(alternatives[1:]) if asc is None else checked_names(asc, "asc", model))
         for alt in (*ascs, *(a for alts in lvs.values() for a in alts)):
             if alt not in alternatives:
                 raise ValueError(f"alternative {alt!r} is not one of {alternatives}")
-        names = checked_names(attributes, "attributes", model)
         return LinearUtility(
             alternatives=alternatives, attributes=names, latent=tuple(lvs),
             asc_in=[a in ascs for a in alternatives],
             theta_in=[[a in lvs[lv] for lv in lvs] for a in alternatives],
-            kappa_in=_interaction_mask(names, tuple(lvs), interactions),
-            specific_in=_specific_mask(alternatives, names, alternative_specific))
+            kappa_in=interaction_mask(names, tuple(lvs), interactions),
+            specific_in=specific_mask(alternatives, names, alternative_specific))
 
+    names = checked_names(attributes, "attributes", model)
     return alternatives, _utility_or_linear(
-        utility, linear, {"attributes": attributes, "latent": latent,
-                          "interactions": interactions, "asc": asc,
-                          "alternative_specific": alternative_specific},
-        labels, model)
+        utility, lambda: _mixed(linear, names, random, error_components, interactions,
+                                alternative_specific, model),
+        {"attributes": attributes, "latent": latent, "interactions": interactions, "asc": asc,
+         "alternative_specific": alternative_specific, "random": random,
+         "error_components": error_components}, labels, model)
 
 
 class BinaryProbit(AbstractChoice):
@@ -384,7 +222,8 @@ class BinaryProbit(AbstractChoice):
     ``attributes``: attribute columns; ``latent``: latent variables in the utility;
     ``interactions``: ``{attribute: [latent variables]}`` for LV x attribute terms;
     ``constant``: include a constant; ``scale``: multiply ``V`` by ``exp(choice.log_scale)``
-    (identified only when the utility's coefficients are, e.g. shared with another component).
+    (identified only when the utility's coefficients are, e.g. shared with another component);
+    ``random``: random coefficients, as in :class:`MultinomialLogit`.
     """
 
     utility: AbstractUtility
@@ -395,17 +234,21 @@ class BinaryProbit(AbstractChoice):
 
     def __init__(self, attributes: Sequence[str] = (), latent: Sequence[str] = (),
                  interactions: Mapping[str, Sequence[str]] | None = None, constant: bool = True,
-                 utility: AbstractUtility | None = None, scale: bool = False):
-        self.utility = _utility_or_linear(
-            utility, lambda: LinearUtility(
-                alternatives=BINARY,
-                attributes=checked_names(attributes, "attributes", "BinaryProbit"),
+                 utility: AbstractUtility | None = None, scale: bool = False,
+                 random: Mapping[str, str] | None = None):
+        names = checked_names(attributes, "attributes", "BinaryProbit")
+
+        def linear(kept):
+            return LinearUtility(
+                alternatives=BINARY, attributes=kept,
                 latent=checked_names(latent, "latent variables", "BinaryProbit"),
-                asc_in=(constant,),
-                theta_in=[[True] * len(latent)],
-                kappa_in=_interaction_mask(attributes, latent, interactions)),
-            {"attributes": attributes, "latent": latent, "interactions": interactions},
-            BINARY, "BinaryProbit")
+                asc_in=(constant,), theta_in=[[True] * len(latent)],
+                kappa_in=interaction_mask(kept, latent, interactions))
+        self.utility = _utility_or_linear(
+            utility, lambda: _mixed(linear, names, random, None, interactions, (),
+                                    "BinaryProbit"),
+            {"attributes": attributes, "latent": latent, "interactions": interactions,
+             "random": random}, BINARY, "BinaryProbit")
         self.log_scale = jnp.zeros(())
         self.scaled = bool(scale)
 
@@ -435,7 +278,12 @@ class MultinomialLogit(AbstractChoice):
     ``interactions``: ``{attribute: [latent variables]}``;
     ``asc``: alternatives with a constant (default: all but the first, which is the reference);
     ``utility``: a user's :class:`Utility` instead of the linear one;
-    ``scale``: multiply the utilities by ``exp(choice.log_scale)``.
+    ``scale``: multiply the utilities by ``exp(choice.log_scale)``;
+    ``random``: ``{attribute: "normal" | "lognormal" | "-lognormal"}``, coefficients that vary
+    across individuals (``beta.{a}`` and ``beta.{a}.sd``; ``beta.{a}.mu`` and
+    ``beta.{a}.sigma`` of ``log |beta|``); ``error_components``: ``{name: [alternatives]}``,
+    a normal term ``{name}.sd eta`` shared by those alternatives' utilities. Each takes one
+    draw dimension after the latent variables' (:mod:`jaxiclv._mixed`).
     """
 
     utility: AbstractUtility
@@ -448,10 +296,12 @@ class MultinomialLogit(AbstractChoice):
                  interactions: Mapping[str, Sequence[str]] | None = None,
                  asc: Sequence | None = None,
                  alternative_specific: Sequence[str] | Mapping[str, Sequence] = (),
-                 utility: AbstractUtility | None = None, scale: bool = False):
+                 utility: AbstractUtility | None = None, scale: bool = False,
+                 random: Mapping[str, str] | None = None,
+                 error_components: Mapping[str, Sequence] | None = None):
         self.codes, self.utility = _logit_utility(
             "MultinomialLogit", alternatives, attributes, latent, interactions, asc,
-            alternative_specific, utility)
+            alternative_specific, utility, random, error_components)
         self.log_scale = jnp.zeros(())
         self.scaled = bool(scale)
 
@@ -498,10 +348,12 @@ class NestedLogit(AbstractChoice):
                  interactions: Mapping[str, Sequence[str]] | None = None,
                  asc: Sequence | None = None,
                  alternative_specific: Sequence[str] | Mapping[str, Sequence] = (),
-                 utility: AbstractUtility | None = None, scale: bool = False):
+                 utility: AbstractUtility | None = None, scale: bool = False,
+                 random: Mapping[str, str] | None = None,
+                 error_components: Mapping[str, Sequence] | None = None):
         self.codes, self.utility = _logit_utility(
             "NestedLogit", alternatives, attributes, latent, interactions, asc,
-            alternative_specific, utility)
+            alternative_specific, utility, random, error_components)
         if not isinstance(nests, Mapping) or not nests:
             raise TypeError(f"NestedLogit: nests must be a mapping {{nest: [alternatives]}}, "
                             f"got {nests!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import special, stats
@@ -155,10 +156,12 @@ class PseudoRandom:
             (n_individuals, n_draws, n_dims)), self.antithetic)
 
 
-def make_draws(draws, n_individuals: int, n_dims: int) -> np.ndarray:
+def make_draws(draws, n_individuals: int, n_dims: int,
+               dimensions: Sequence[str] | None = None) -> np.ndarray:
     """Standard normal draws of shape ``(N, R, D)`` from a generator or a user-given array.
 
-    A user array must already have shape ``(N, R, D)`` and hold finite standard-normal values
+    ``dimensions`` names the ``D`` dimensions for the error messages. A user array must already
+    have shape ``(N, R, D)`` and hold finite standard-normal values
     (pass the normals, not the uniforms: an array of 20 or more values all in ``[0, 1]`` is an
     error); it is used exactly as given. A generator is any
     callable ``(N, D) -> (N, R, D)`` array; its output is checked the same way.
@@ -176,7 +179,8 @@ def make_draws(draws, n_individuals: int, n_dims: int) -> np.ndarray:
     if array.ndim != 3 or array.shape[::2] != (n_individuals, n_dims):
         raise ValueError(
             f"{source} must have shape (N, R, D) = ({n_individuals}, R, {n_dims}), "
-            f"got {array.shape}")
+            f"got {array.shape}" + (f"; the model's draw dimensions are {list(dimensions)}"
+                                    if dimensions is not None else ""))
     if array.shape[1] < 1:
         raise ValueError(f"{source} need at least one draw per individual (R >= 1)")
     if not np.all(np.isfinite(array)):

@@ -110,9 +110,7 @@ class Structural(AbstractStructural):
     def __init__(self, covariates: Mapping[str, Sequence[str]],
                  parents: Mapping[str, Sequence[str]] | None = None,
                  free_scale: Sequence[str] = (), intercepts: Sequence[str] = ()):
-        names = tuple(covariates)
-        if not names:
-            raise ValueError("the structural model needs at least one latent variable")
+        names = tuple(covariates)  # none: a model without latent variables (a mixed logit)
         parents = dict(parents or {})
         for child, ps in parents.items():
             for name in (child, *checked_names(ps, f"the parents of {child!r}", "Structural")):
@@ -147,7 +145,7 @@ class Structural(AbstractStructural):
                 m = self.names.index(parent)
                 value = value + self.b[l, m] * values[m]
             values[l] = value
-        return jnp.stack(values)
+        return jnp.stack(values) if values else mean  # (0,) without latent variables
 
     def _path_mask(self) -> np.ndarray:
         """``mask[l, m]``: LV ``m`` is a parent of LV ``l`` (the ``b`` that enter)."""
@@ -172,7 +170,7 @@ class Structural(AbstractStructural):
                 for parent in self.parents[l]:
                     m = self.names.index(parent)
                     total[m] = total[m] + self.b[l, m] * total[l]
-            total = jnp.stack(total)  # (L, R)
+            total = jnp.stack(total) if total else g  # (L, R)
             by_lv = total.sum(1)  # (L,)
             scaled = total * jnp.exp(self.log_sigma)[:, None]  # (L, R)
             grads = replace_fields(
@@ -188,6 +186,7 @@ class Structural(AbstractStructural):
         b = np.array([[f"{lv}.b.{m}" if m in ps else "" for m in self.names]
                       for lv, ps in zip(self.names, self.parents)], dtype=object)
         gamma = gamma.reshape(len(self.names), len(self.covariates))
+        b = b.reshape(len(self.names), len(self.names))
         return replace_fields(
             self, gamma=gamma, b=b,
             intercept=np.array([f"{lv}.intercept" if lv in self.intercepts else ""

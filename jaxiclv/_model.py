@@ -23,7 +23,7 @@ from jaxtyping import Array, Float
 from ._choice import AbstractChoice
 from ._component import KINDS, AbstractComponent, autodiff_vjp, close_matches, labelled_names
 from ._data import DataError, Panel, PanelArrays, _show
-from ._latent import AbstractStructural
+from ._latent import AbstractStructural, Structural
 from ._measurement import AbstractMeasurement
 from ._parameters import ParameterSpace, fixed_names, labelled_values, replace_fields, set_values
 
@@ -52,7 +52,8 @@ def _component_vjp(pullbacks: str) -> Callable:
 class ICLV(eqx.Module):
     """An integrated choice and latent variable model.
 
-    ``latent``: the structural model (:class:`Structural` or :class:`LatentEquations`);
+    ``latent``: the structural model (:class:`Structural` or :class:`LatentEquations`), or
+    ``None`` for a choice model without latent variables (a mixed logit, say);
     ``measurement``: one or more measurement blocks; ``choice``: a choice model, or ``None``
     for a measurement-only (MIMIC) model.
     """
@@ -62,11 +63,15 @@ class ICLV(eqx.Module):
     choice: AbstractChoice | None
     aliases: tuple[tuple[str, str], ...] = eqx.field(static=True)  # (component's name, shared name)
 
-    def __init__(self, latent: AbstractStructural,
+    def __init__(self, latent: AbstractStructural | None = None,
                  measurement: AbstractMeasurement | Sequence[AbstractMeasurement] = (),
                  choice: AbstractChoice | None = None, aliases: Sequence[tuple[str, str]] = ()):
         if isinstance(measurement, AbstractMeasurement):
             measurement = (measurement,)
+        if latent is None:
+            latent = Structural({})
+        if choice is None and not measurement:
+            raise ValueError("the model needs a choice model or a measurement block")
         if not isinstance(latent, AbstractStructural):
             raise TypeError(f"latent must be a structural model (Structural or LatentEquations), "
                             f"got {type(latent).__name__}")
@@ -108,7 +113,17 @@ class ICLV(eqx.Module):
 
     @property
     def n_draw_dims(self) -> int:
-        return self.latent.n_draw_dims
+        """The draws' dimensions: the structural model's, then the choice model's own (one
+        per random coefficient or error component)."""
+        own = len(self.choice.draw_names) if self.choice is not None else 0
+        return self.latent.n_draw_dims + own
+
+    @property
+    def draw_dimensions(self) -> tuple[str, ...]:
+        """What each dimension of the draws is for: the latent variables' disturbances, then
+        the choice model's random terms (``eta.beta.time``, ...)."""
+        own = self.choice.draw_names if self.choice is not None else ()
+        return (*(f"eta.{lv}" for lv in self.latent.names), *own)
 
     @property
     def covariates(self) -> tuple[str, ...]:
@@ -119,13 +134,24 @@ class ICLV(eqx.Module):
     def _lv_index(self, names: Sequence[str]) -> np.ndarray:
         return np.array([self.latent.names.index(n) for n in names], dtype=np.int32)
 
+    def _latent(self, x: PanelArrays, eta: Float[Array, "R D"]) -> Float[Array, "L R"]:
+        return self.latent.forward(self.latent.data(x), eta[:, :self.latent.n_draw_dims])
+
+    def _inputs(self, component, lv: Float[Array, "L R"], eta: Float[Array, "R D"]):
+        """A component's inputs: the latent variables it uses, and for a choice model with
+        random terms its own draws after them (the draws' last dimensions), ``(L_c + K, R)``."""
+        inputs = lv[self._lv_index(component.latent)]
+        if component is self.choice and self.choice.draw_names:
+            inputs = jnp.concatenate([inputs, eta[:, self.latent.n_draw_dims:].T], axis=0)
+        return inputs
+
     def draw_logliks(self, x: PanelArrays, eta: Float[Array, "R D"]) -> Float[Array, " R"]:
         """``log L_ir``: the log-likelihood of one individual's data ``x`` at each of the
         draws ``eta``."""
-        lv = self.latent.forward(self.latent.data(x), eta)  # (L, R)
+        lv = self._latent(x, eta)  # (L, R)
         total = jnp.zeros(eta.shape[:1], dtype=eta.dtype)
         for component in self.terms:
-            total = total + component.forward(component.data(x), lv[self._lv_index(component.latent)])
+            total = total + component.forward(component.data(x), self._inputs(component, lv, eta))
         return total
 
     def draw_logliks_and_pullback(self, x: PanelArrays, eta: Float[Array, "R D"],
@@ -137,20 +163,22 @@ class ICLV(eqx.Module):
         parameters. ``pullbacks="autodiff"`` uses ``jax.vjp`` for every component instead of
         the hand-derived ones (for comparison)."""
         vjp = _component_vjp(pullbacks)
-        lv, latent_pullback = vjp(self.latent, self.latent.data(x), eta)  # (L, R)
+        lv, latent_pullback = vjp(self.latent, self.latent.data(x),
+                                  eta[:, :self.latent.n_draw_dims])  # (L, R)
         parts = []
         for component in self.terms:
             index = self._lv_index(component.latent)
-            parts.append((index, *vjp(component, component.data(x), lv[index])))
+            parts.append((index, *vjp(component, component.data(x),
+                                      self._inputs(component, lv, eta))))
         log_l = sum((loglik for _, loglik, _ in parts), jnp.zeros(eta.shape[:1], eta.dtype))
 
         def pullback(weights):
             d_lv = jnp.zeros_like(lv)
             grads = []
             for index, _, component_pullback in parts:
-                d_component, d_lv_component = component_pullback(weights)
+                d_component, d_inputs = component_pullback(weights)
                 grads.append(d_component)
-                d_lv = d_lv.at[index].add(d_lv_component)
+                d_lv = d_lv.at[index].add(d_inputs[:len(index)])  # not the choice's own draws
             return self._with_components(latent_pullback(d_lv)[0], grads)
         return log_l, pullback
 
@@ -158,12 +186,12 @@ class ICLV(eqx.Module):
         """For one individual at its draws, what :meth:`draw_logliks` adds up: the latent
         variables ``(L, R)``, each term's log-likelihood ``(n_terms, R)`` and the choice
         model's utilities ``(T, J, R)`` (``(0, 0, R)`` without a choice model)."""
-        lv = self.latent.forward(self.latent.data(x), eta)  # (L, R)
-        terms = [c.forward(c.data(x), lv[self._lv_index(c.latent)]) for c in self.terms]
+        lv = self._latent(x, eta)  # (L, R)
+        terms = [c.forward(c.data(x), self._inputs(c, lv, eta)) for c in self.terms]
         utilities = jnp.zeros((0, 0, eta.shape[0]), eta.dtype)
         if self.choice is not None:
             utilities = self.choice.utilities(self.choice.data(x)[0],
-                                              lv[self._lv_index(self.choice.latent)])
+                                              self._inputs(self.choice, lv, eta))
         return lv, jnp.stack(terms) if terms else jnp.zeros((0, eta.shape[0]), eta.dtype), utilities
 
     def describe(self, component: AbstractComponent) -> str:

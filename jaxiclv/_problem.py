@@ -178,7 +178,8 @@ class Problem:
         self.chunk_size = resolve_chunk_size(chunk_size, panel.n_individuals)
         self.space = ParameterSpace.from_model(model, fixed)
         self.draws = jnp.asarray(make_draws(Halton(100) if draws is None else draws,
-                                            panel.n_individuals, model.n_draw_dims), dtype=dtype)
+                                            panel.n_individuals, model.n_draw_dims,
+                                            model.draw_dimensions), dtype=dtype)
         self.data = jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating)
                                  else a, panel.arrays)
         self.dtype = dtype

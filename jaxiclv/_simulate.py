@@ -68,8 +68,12 @@ def simulate(model, n_individuals: int, n_tasks: int | Sequence[int] = 6, seed: 
     if choice is not None:
         n_rows, n_alt = len(row_ids), choice.n_alternatives
         x = rng.standard_normal((n_rows, n_alt, len(choice.attributes)))
-        at_task = lambda x_t, lv_t: choice.utilities(x_t[None], lv_t[:, None])[0, :, 0]  # (J,)
-        utility = np.asarray(jax.vmap(at_task)(x, np.repeat(lv_of(choice), tasks, axis=0)))
+        inputs = lv_of(choice)  # (N, L_c), then the choice's own draws, one per individual
+        if choice.draw_names:
+            inputs = np.concatenate(
+                [inputs, rng.standard_normal((n_individuals, len(choice.draw_names)))], axis=1)
+        at_task = lambda x_t, in_t: choice.utilities(x_t[None], in_t[:, None])[0, :, 0]  # (J,)
+        utility = np.asarray(jax.vmap(at_task)(x, np.repeat(inputs, tasks, axis=0)))
         available = np.ones((n_rows, n_alt), dtype=bool)
         chosen = choice.sample_choice(rng, utility[None], available[None])[0]
         if choice.binary:

@@ -58,7 +58,7 @@ RANGES = {"alpha": (-1.0, 1.0), "zeta": (-1.5, 1.5), "log_sigma": (-0.5, 0.5),
           "tau1": (-1.5, 0.0), "log_increments": (-1.0, 0.5), "log_scale": (-0.5, 0.5),
           "asc": (-1.0, 1.0), "beta": (-1.5, 1.5), "theta": (-1.0, 1.0), "kappa": (-0.8, 0.8),
           "gamma": (-1.0, 1.0), "b": (-0.9, 0.9), "intercept": (-1.0, 1.0),
-          "log_lambda": (-1.5, 0.0)}
+          "log_lambda": (-1.5, 0.0), "mu": (-1.0, 0.5), "sd": (-1.5, 1.5)}
 
 
 def randomize(module, rng, ranges=RANGES):
@@ -85,6 +85,10 @@ def random_values(names, latent_names, rng) -> np.ndarray:
             value = rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.3)
         elif name.endswith(".tau1"):
             value = rng.uniform(-1.5, -0.5)
+        elif name.endswith(".sd") or (head == "beta" and name.endswith(".sigma")):
+            value = rng.uniform(0.2, 1.2)  # random terms' standard deviations
+        elif head == "beta" and name.endswith(".mu"):
+            value = rng.uniform(-1.0, 0.3)
         elif name.endswith(".log_lambda"):  # nested logit: lambda in (0.3, 1.1)
             value = rng.uniform(-1.2, 0.1)
         elif ".log_dtau" in name or ".log_delta" in name:

@@ -194,6 +194,18 @@ CHOICE_MODELS = {
         utility=jic.Utility(_time_scaled_utility, {
             "asc_B": 0.1, "asc_C": -0.2, "asc_D": 0.3, "b_time": -0.5, "lambda": 0.2,
             "b_cost": -1.0, "theta": 0.4}, attributes=["x1", "x2", "x3"], latent=["a", "b"])),
+    # random coefficients (normal, both lognormals) and error components next to latent
+    # variables, an interaction and an alternative-specific coefficient
+    "mnl-random": lambda: jic.MultinomialLogit(
+        ["A", "B", "C", "D"], attributes=["x1", "x2", "x3"], latent={"a": ["B", "C"]},
+        interactions={"x1": ["a"]}, alternative_specific={"x3": ["A", "B"]},
+        random={"x1": "normal", "x2": "-lognormal"}, error_components={"bc": ["B", "C"],
+                                                                       "d": ["D"]}),
+    "nested-random": lambda: jic.NestedLogit(
+        ["A", "B", "C"], {"a": ["A"], "bc": ["B", "C"]}, attributes=["x1", "x2"],
+        random={"x2": "lognormal"}, error_components={"ab": ["A", "B"]}, scale=True),
+    "binary-random": lambda: jic.BinaryProbit(attributes=["x1", "x2"], latent=["a"],
+                                              random={"x1": "normal", "x2": "-lognormal"}),
     "binary-utility": lambda: jic.BinaryProbit(utility=jic.Utility(
         _probit_index, {"c": 0.1, "b1": -0.5, "l": 0.3, "b2": 0.7}, attributes=["x1", "x2"],
         latent=["a", "b"]), scale=True),
@@ -201,10 +213,11 @@ CHOICE_MODELS = {
 
 
 def _choice_inputs(choice, rng, n_tasks=5, scale=1.0):
+    """Tasks, and the inputs: latent variables, then the model's own draws (random terms)."""
     data = _task_inputs(rng, n_tasks, choice.n_alternatives, len(choice.attributes),
                         choice.binary)
-    return data, scale * rng.normal(size=(len(choice.latent), R_COMPONENT)), rng.normal(
-        size=R_COMPONENT)
+    n_inputs = len(choice.latent) + len(choice.draw_names)
+    return data, scale * rng.normal(size=(n_inputs, R_COMPONENT)), rng.normal(size=R_COMPONENT)
 
 
 @pytest.mark.parametrize("name", list(CHOICE_MODELS))
@@ -297,6 +310,8 @@ EXTREME = {
                                 2.0),
     "binary-scaled-utilities-38": ("binary-scaled", dict(beta=(-9.0, 9.0), log_scale=(1.3, 1.5)),
                                    1.0),
+    # random coefficients with standard deviations of 3 to 5 (lognormal: exp(+-15))
+    "mnl-random-sd-5": ("mnl-random", dict(sd=(3.0, 5.0), mu=(-1.0, 1.0)), 1.0),
     # utilities of +-40 in nests with lambda ~ 0.02: V / lambda of +-2000
     "nested-utilities-40-lambda-0.02": ("nested", dict(beta=(-20.0, 20.0), theta=(-10.0, 10.0),
                                                        log_lambda=(-4.0, -3.8)), 2.0),

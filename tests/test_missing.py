@@ -1,8 +1,9 @@
 """Missing indicator values (``missing_indicators="drop"``): a respondent's unanswered item is
 dropped from their measurement likelihood. The log-likelihood equals that of models with the
 item removed by hand for those people; the gradients and every Hessian method equal autodiff's
-at random and extreme points; the kernels stay finite on the whole real line; bad input is a
-clear error."""
+at random and extreme points (with the nested logit and the random terms of
+``test_nested`` and ``test_mixed`` in the same model); the kernels stay finite on the whole
+real line; bad input is a clear error."""
 
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ MISSING = {0: ["q1"], 1: ["q1"], 2: ["q2", "r2"], 3: ["y1", "q1", "r2"], 4: ["q3
            5: ["q2", "r2"]}
 
 
-def model(drop=()):
+def model(drop=(), choice=None):
     """Ordered probit items, ordered logit items with shared thresholds, intercepts and scales,
-    normal indicators and a logit; ``drop``: items removed by hand."""
+    normal indicators and a logit (or ``choice``); ``drop``: items removed by hand."""
     keep = {k: [i for i in items if i not in drop] for k, items in ITEMS.items()}
     q_a = [i for i in keep["q"] if i != "q3"]
     return jic.ICLV(
@@ -38,7 +39,18 @@ def model(drop=()):
          jic.OrderedLogit({"b": keep["r"]}, levels=3, shared_thresholds="r", intercepts=True,
                           scales=True),
          jic.NormalIndicators({"a": keep["y"]})),
-        jic.MultinomialLogit(["u", "v", "w"], attributes=["cost"], latent={"a": ["v"], "b": ["w"]}))
+        choice or jic.MultinomialLogit(["u", "v", "w"], attributes=["cost"],
+                                       latent={"a": ["v"], "b": ["w"]}))
+
+
+def every_feature():
+    """:func:`model` with a nested logit with a random (negative lognormal) cost coefficient and
+    an error component: every kernel and random term of issue 13 in one model, so that one
+    compilation checks their whole-model derivatives together."""
+    return model(choice=jic.NestedLogit(
+        ["u", "v", "w"], {"u": ["u"], "vw": ["v", "w"]}, attributes=["cost"],
+        latent={"a": ["v"], "b": ["w"]}, random={"cost": "-lognormal"},
+        error_components={"uv": ["u", "v"]}))
 
 
 def frame(seed=3):
@@ -92,29 +104,38 @@ def test_loglik_equals_the_model_with_the_missing_items_removed_by_hand():
     assert counts.to_dict() == {"q1": 3, "q2": 2, "q3": 1, "r1": 0, "r2": 3, "y1": 1, "y2": 1}
 
 
-@pytest.mark.parametrize("scale", [1.0, 6.0], ids=["random", "extreme"])
-def test_gradients_and_every_hessian_with_missing_answers_match_autodiff(scale):
-    """At random points, and at points six times as far from 0 (loadings and utilities of
-    +-10, thresholds in the tails: the draw weights nearly one-hot)."""
-    spec = model()
+def test_gradients_and_every_hessian_of_every_feature_match_autodiff():
+    """Missing answers (ordered probit and logit, normal), a nested logit, a random lognormal
+    coefficient and an error component in one model: the analytic gradient and scores against
+    autodiff and central differences, and every Hessian method against ``jax.hessian``, at a
+    random point and at one four times as far from 0 (loadings and utilities of +-10,
+    thresholds in the tails, lambda down to 0.01, lognormal coefficients of exp(+-8): the draw
+    weights nearly one-hot)."""
+    spec = every_feature()
+    assert spec.n_draw_dims == 4  # a, b, then the cost coefficient and the error component
     problems = problems_for(spec, dropping(frame()))
     an = problems["analytic"]
-    rng = np.random.default_rng(int(scale))
-    theta = jnp.asarray(scale * random_values(an.space.names, spec.latent.names, rng))
-    check_gradients(problems, theta, f"missing answers, scale {scale}",
-                    finite_differences=scale == 1.0)
     plain = jax.jit(jax.hessian(lambda t: jic.simulated_loglik(
         an.space.unflatten(t), an.data, an.draws)))
-    expected = np.asarray(plain(theta))
-    assert np.all(np.isfinite(expected))
-    for method in jic.HESSIANS:
-        got = np.asarray(an.hessian(theta, method))
-        assert np.all(np.isfinite(got)), method
-        # exact methods: sums of N R terms two ways (1e-10 of the largest entry, as in
-        # test_gradients); differences: their step rules' bounds (test_hessian's BOUND)
-        bound = {"fd-forward": 1.5e-6, "fd-central": 4e-9}.get(method, 1e-10)
-        np.testing.assert_allclose(got, expected, rtol=0, atol=bound * np.abs(expected).max(),
-                                   err_msg=method)
+    rng = np.random.default_rng(1)
+    for scale in (1.0, 4.0):
+        theta = jnp.asarray(scale * random_values(an.space.names, spec.latent.names, rng))
+        check_gradients(problems, theta, f"every feature, scale {scale}",
+                        finite_differences=scale == 1.0)
+        expected = np.asarray(plain(theta))
+        assert np.all(np.isfinite(expected))
+        for method in jic.HESSIANS:
+            got = np.asarray(an.hessian(theta, method))
+            assert np.all(np.isfinite(got)), method
+            # exact methods: sums of N R terms two ways (1e-10 of the largest entry, as in
+            # test_gradients); differences: their step rules' bounds (test_hessian's BOUND),
+            # whose truncation grows with the step (h ~ |theta|) and the third derivatives:
+            # scale^2 times them far out
+            bound = {"fd-forward": 1.5e-6 * scale ** 2,
+                     "fd-central": 4e-9 * scale ** 2}.get(method, 1e-10)
+            np.testing.assert_allclose(got, expected, rtol=0,
+                                       atol=bound * np.abs(expected).max(),
+                                       err_msg=f"{method}, scale {scale}")
 
 
 @pytest.mark.parametrize("link", ["probit", "logit"])

@@ -1,19 +1,18 @@
 """The nested logit: its kernel against a brute-force evaluation of the formula, the
-multinomial logit at lambda = 1, the whole model's gradients and every Hessian against
-autodiff, recovery of known parameters from simulated data, and nests that do not partition
-the alternatives."""
+multinomial logit at lambda = 1, recovery of known parameters from simulated data (slow), and
+nests that do not partition the alternatives. Its pullback is checked against ``jax.vjp`` in
+``test_gradients`` (CHOICE_MODELS, EXTREME), and the whole model's gradients and every Hessian
+against autodiff in ``test_missing`` (every feature in one model)."""
 
 from __future__ import annotations
 
 import warnings
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxiclv as jic
-from helpers import check_gradients, problems_for, random_values, simulated_panel, with_random_values
 from jaxiclv._kernels import multinomial_logit_log_prob, nested_logit_log_prob
 
 NEST_OF = np.array([0, 1, 1, 2, 2, 2])  # {0}, {1, 2}, {3, 4, 5}
@@ -90,29 +89,6 @@ def test_names_and_the_natural_scale():
     assert [n for n in names if "lambda" in n] == ["public.log_lambda"]
     model = model.set_natural({"public.lambda": 0.5})
     assert float(model.natural_values()["public.lambda"]) == pytest.approx(0.5, rel=1e-15)
-
-
-@pytest.mark.parametrize("scale", [1.0, 3.0], ids=["random", "extreme"])
-def test_whole_model_gradients_and_every_hessian_match_autodiff(scale):
-    """At random points, and three times as far out (utilities of +-15, lambda from 0.03 to
-    1.3)."""
-    model = with_random_values(nested_model(), np.random.default_rng(2))
-    problems = problems_for(model, simulated_panel(model, 8, [3, 1, 2, 3, 2, 1, 3, 2], seed=2))
-    an = problems["analytic"]
-    rng = np.random.default_rng(int(scale))
-    theta = jnp.asarray(scale * random_values(an.space.names, model.latent.names, rng))
-    check_gradients(problems, theta, f"nested logit, scale {scale}",
-                    finite_differences=scale == 1.0)
-    plain = jax.jit(jax.hessian(lambda t: jic.simulated_loglik(
-        an.space.unflatten(t), an.data, an.draws)))
-    expected = np.asarray(plain(theta))
-    for method in jic.HESSIANS:
-        got = np.asarray(an.hessian(theta, method))
-        # as in test_missing: exact methods 1e-10 of the largest entry, differences their
-        # step rules' bounds
-        bound = {"fd-forward": 1.5e-6, "fd-central": 4e-9}.get(method, 1e-10)
-        np.testing.assert_allclose(got, expected, rtol=0, atol=bound * np.abs(expected).max(),
-                                   err_msg=method)
 
 
 @pytest.mark.slow
