@@ -21,8 +21,8 @@ Size groups (``--sizes``, default all):
 - ``mixed``: random coefficients: a panel mixed logit without latent variables (1,000
   individuals x 10 tasks x 4 alternatives x 500 draws, 3 random coefficients) and the
   reference ICLV with a normal cost coefficient, each with the log-likelihood, the analytic
-  gradient and the structured Hessian, next to the plain reference ICLV (per individual x draw
-  costs compared in the report);
+  gradient and the structured Hessian (jacfwd as its reference), next to the plain reference
+  ICLV (per individual x draw costs compared in the report);
 - ``estimation``: ``jic.estimate(reference_model(), reference_panel(), Halton(100),
   optimizer=...)`` with L-BFGS (the default) and with Newton (``"trust-exact"``, the exact
   structured Hessian at every iteration): iterations and time of each.
@@ -68,7 +68,8 @@ MODES = {
         scaling=("loglik", "grad-analytic", "grad-autodiff", "replay-grad"),
         dtype=("loglik", "grad-analytic", "grad-autodiff", "hessian-structured",
                "hessian-jacfwd"),
-        mixed=dict(n=1000, r=500, methods=("loglik", "grad-analytic", "hessian-structured"))),
+        mixed=dict(n=1000, r=500, methods=("loglik", "grad-analytic", "hessian-structured",
+                                           "hessian-jacfwd"))),
     "quick": dict(
         n=16, r=8, individuals=(16, 32), draws=(8, 16), repeat=3, budget_s=0.5, max_iter=20,
         continuous=("loglik", "grad-analytic", "grad-autodiff"),
@@ -76,7 +77,8 @@ MODES = {
                    "hessian-structured-pullbacks-autodiff", "hessian-jacfwd"),
         scaling=("loglik", "grad-analytic"),
         dtype=("loglik", "grad-analytic", "grad-autodiff"),
-        mixed=dict(n=16, r=8, methods=("loglik", "grad-analytic", "hessian-structured"))),
+        mixed=dict(n=16, r=8, methods=("loglik", "grad-analytic", "hessian-structured",
+                                       "hessian-jacfwd"))),
 }
 
 

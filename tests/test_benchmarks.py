@@ -64,7 +64,7 @@ def test_every_method_ran(quick_run):
         assert "error" not in estimation
         assert estimation["iterations"] >= 1 and estimation["hessian_s"] > 0
     groups = {g for r in report["results"] for g in r["groups"]}
-    assert groups == {"reference", "nonlinear", "individuals", "draws", "dtype"}
+    assert groups == {"reference", "nonlinear", "individuals", "draws", "dtype", "mixed"}
 
 
 def test_outputs_have_every_key(quick_run):

@@ -169,17 +169,18 @@ def test_comparison_report_flags_an_unidentified_model():
 
 @pytest.mark.slow
 def test_methods_agree_at_the_bundled_reference_model():
-    """Structured, jacfwd, forward and central differences at the reference size
-    (328 x 100 x 219), where jacrev over a hand-derived gradient once returned wrong rows on
-    CPU: every method must be symmetric (or have only finite-difference asymmetry) and agree
-    within its error bound."""
+    """The exact methods, structured and jacfwd, at the reference size (328 x 100 x 219),
+    where jacrev over a hand-derived gradient once returned wrong rows on CPU: both symmetric
+    and equal within rounding. (The finite-difference methods difference the same analytic
+    gradient; they are checked against closed forms above and against jax.hessian in
+    test_missing and test_components, at a fraction of the reference size's cost.)"""
     problem = jic.Problem(ex.reference_model(), ex.reference_panel(), jic.Halton(100))
     truth = problem.space.flatten(ex.reference_truth())
-    comparison = problem.compare_hessians(truth)
+    comparison = problem.compare_hessians(truth, methods=EXACT_HESSIANS)
     exact = comparison.hessians["jacfwd"]
     assert exact.asymmetry < 1e-12
     scale = np.abs(exact.matrix).max()
-    for method in ("structured", "fd-forward", "fd-central"):
+    for method in ("structured",):
         difference = np.abs(comparison.hessians[method].matrix - exact.matrix).max()
         assert difference <= BOUND[method] * scale, (method, difference / scale)
     # at the true values (not the optimum) H need not be negative definite; the methods must
@@ -200,7 +201,9 @@ def test_95_percent_intervals_cover_the_truth():
     covered = {"robust": [], "classical": []}
     for replication in range(60):
         sim = jic.simulate(truth, 300, 4, seed=1000 + replication)
-        result = jic.estimate(model, sim.panel, jic.Halton(100, seed=replication))
+        # Newton: the same optimum as the default L-BFGS in fewer iterations (CI time)
+        result = jic.estimate(model, sim.panel, jic.Halton(100, seed=replication),
+                              optimizer="trust-exact")
         assert result.converged
         for kind in covered:
             cov, _ = jic.covariance(result.hessian, result.scores, kind, result.names)

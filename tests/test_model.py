@@ -36,9 +36,16 @@ def test_structural_rejects_unknown_latent_variables(parents, free_scale, unknow
         jic.Structural({"a": ["z"], "b": []}, parents=parents, free_scale=free_scale)
 
 
-def test_structural_needs_a_latent_variable():
-    with pytest.raises(ValueError):
-        jic.Structural({})
+def test_a_structural_model_without_latent_variables_is_a_choice_only_model():
+    """``Structural({})`` (what ``ICLV(latent=None)`` uses) has no latent variables and no
+    draw dimensions; a model needs a choice model or a measurement block."""
+    structural = jic.Structural({})
+    assert structural.names == () and structural.n_draw_dims == 0
+    model = jic.ICLV(choice=jic.MultinomialLogit(["a", "b"], attributes=["x"]))
+    assert model.latent.names == () and model.n_draw_dims == 0
+    assert jic.ParameterSpace.from_model(model).names == ("asc.b", "beta.x")
+    with pytest.raises(ValueError, match="needs a choice model or a measurement block"):
+        jic.ICLV(structural)
 
 
 def test_exogenous_latent_variable_is_gamma_z_plus_eta():
