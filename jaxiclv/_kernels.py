@@ -233,26 +233,31 @@ def multinomial_logit_dlogp(utility, chosen, available, axis: int = -1):
     return jax.nn.one_hot(chosen, utility.shape[axis], dtype=utility.dtype, axis=axis) - probability
 
 
-def _nested_logit_parts(utility, available, log_lambda, nest_of):
+def _nested_logit_parts(utility, chosen, available, log_lambda, nest_of):
     """The pieces of the nested logit over ``utility`` ``(T, J, R)`` (alternatives on axis 1,
-    draws last), ``available`` ``(T, J)``, the nests' ``log_lambda`` ``(M,)`` and ``nest_of``
-    ``(J,)`` (numpy, each alternative's nest): ``u = V / lambda`` ``(T, J, R)``, the nests'
-    inclusive values ``I_m = log sum_{j in m, available} exp(u_j)`` ``(T, M, R)``, ``D = log
-    sum_m exp(lambda_m I_m)`` ``(T, R)`` over the nests with an available alternative, and that
-    mask ``(T, M)``. A nest with no available alternative in a task gets the inclusive value
-    of its unavailable members (finite, so that no derivative is NaN) and is left out of
-    ``D``."""
-    n_nests = log_lambda.shape[0]
-    member = np.arange(n_nests)[:, None] == np.asarray(nest_of)[None, :]  # (M, J)
+    draws last), ``chosen`` ``(T,)``, ``available`` ``(T, J)``, the nests' ``log_lambda``
+    ``(M,)`` and ``nest_of`` ``(J,)`` (numpy, each alternative's nest): ``log P(chosen)``
+    ``(T, R)``, ``lambda`` ``(M,)``, ``u = V / lambda`` ``(T, J, R)``, the nests' inclusive
+    values ``I_m = log sum_{j in m, available} exp(u_j)`` ``(T, M, R)``, ``D = log sum_m
+    exp(lambda_m I_m)`` ``(T, R)`` over the nests with an available alternative, that mask
+    ``(T, M)``, the membership ``(M, J)``, the chosen nest ``(T,)`` and ``u_chosen`` ``(T, R)``.
+    A nest with no available alternative in a task gets the inclusive value of its
+    unavailable members (finite, so that no derivative is NaN) and is left out of ``D``."""
+    nest_of = np.asarray(nest_of)
+    member = np.arange(log_lambda.shape[0])[:, None] == nest_of[None, :]  # (M, J)
     lam = jnp.exp(log_lambda)  # (M,)
-    u = utility / lam[np.asarray(nest_of)][None, :, None]  # (T, J, R)
+    u = utility / lam[nest_of][None, :, None]  # (T, J, R)
     in_nest = available[:, None, :] & member[None]  # (T, M, J)
     nest_available = in_nest.any(axis=2)  # (T, M)
     inner = in_nest | (~nest_available[:, :, None] & member[None])
     inclusive = logsumexp(u[:, None], axis=2, where=inner[..., None])  # (T, M, R)
     outer = logsumexp(lam[None, :, None] * inclusive, axis=1,
                       where=nest_available[..., None])  # (T, R)
-    return u, inclusive, outer, nest_available, lam
+    nest = jnp.asarray(nest_of)[chosen]  # (T,)
+    u_chosen = jnp.take_along_axis(u, chosen[:, None, None], axis=1)[:, 0]  # (T, R)
+    inclusive_chosen = jnp.take_along_axis(inclusive, nest[:, None, None], axis=1)[:, 0]
+    log_p = u_chosen + (lam[nest][:, None] - 1.0) * inclusive_chosen - outer
+    return log_p, lam, u, inclusive, outer, nest_available, member, nest, u_chosen
 
 
 def nested_logit_log_prob(utility, chosen, available, log_lambda, nest_of):
@@ -261,11 +266,7 @@ def nested_logit_log_prob(utility, chosen, available, log_lambda, nest_of):
     chosen alternative's nest, ``log P(c) = V_c / lambda_m - I_m + lambda_m I_m - log sum_k
     exp(lambda_k I_k)``, ``I_k = log sum_{j in k, available} exp(V_j / lambda_k)`` (see
     :func:`_nested_logit_parts` for the shapes)."""
-    u, inclusive, outer, _, lam = _nested_logit_parts(utility, available, log_lambda, nest_of)
-    nest = jnp.asarray(np.asarray(nest_of))[chosen]  # (T,)
-    u_chosen = jnp.take_along_axis(u, chosen[:, None, None], axis=1)[:, 0]  # (T, R)
-    inclusive_chosen = jnp.take_along_axis(inclusive, nest[:, None, None], axis=1)[:, 0]
-    return u_chosen + (lam[nest][:, None] - 1.0) * inclusive_chosen - outer
+    return _nested_logit_parts(utility, chosen, available, log_lambda, nest_of)[0]
 
 
 def nested_logit_vjp(utility, chosen, available, log_lambda, nest_of):
@@ -276,18 +277,14 @@ def nested_logit_vjp(utility, chosen, available, log_lambda, nest_of):
     and, with the nest's entropy ``H_m = I_m - ubar_m``, ``ubar_m = sum_{j in m} P_{j|m} u_j``,
     ``d log P / d log lambda_m = [m = n] (ubar_n - u_c + lambda_n H_n) - Q_m lambda_m H_m``."""
     nest_of = np.asarray(nest_of)
-    u, inclusive, outer, nest_available, lam = _nested_logit_parts(
-        utility, available, log_lambda, nest_of)
+    log_p, lam, u, inclusive, outer, nest_available, member, nest, u_chosen = (
+        _nested_logit_parts(utility, chosen, available, log_lambda, nest_of))
     n_nests, n_alternatives = lam.shape[0], utility.shape[1]
-    nest = jnp.asarray(nest_of)[chosen]  # (T,)
-    u_chosen = jnp.take_along_axis(u, chosen[:, None, None], axis=1)[:, 0]  # (T, R)
-    inclusive_chosen = jnp.take_along_axis(inclusive, nest[:, None, None], axis=1)[:, 0]
-    log_p = u_chosen + (lam[nest][:, None] - 1.0) * inclusive_chosen - outer
     conditional = jnp.where(available[:, :, None], jnp.exp(u - inclusive[:, nest_of]), 0.0)
     nest_share = jnp.where(nest_available[..., None],
                            jnp.exp(lam[None, :, None] * inclusive - outer[:, None]), 0.0)
-    member = jnp.asarray(np.arange(n_nests)[:, None] == nest_of[None, :], utility.dtype)
-    mean_u = jnp.einsum("mj,tjr->tmr", member, conditional * u)  # (T, M, R)
+    mean_u = jnp.einsum("mj,tjr->tmr", jnp.asarray(member, utility.dtype),
+                        conditional * u)  # (T, M, R)
     entropy = inclusive - mean_u  # (T, M, R), >= 0
     lam_j = lam[nest_of][None, :, None]
     is_chosen = jax.nn.one_hot(chosen, n_alternatives, dtype=utility.dtype)[..., None]
