@@ -25,6 +25,8 @@ from ._measurement import (AbstractIndex, AbstractMeasurement, IndexEquation,  #
                            OrderedProbit)
 from ._model import ICLV, PULLBACKS, share  # noqa: E402
 from ._parameters import ParameterSpace, set_values  # noqa: E402
+from ._postestimation import (TestResult, delta_method, elasticities, lr_test,  # noqa: E402
+                              posterior, predict, shares, wtp)
 from ._results import Results, Status  # noqa: E402
 from ._simulate import Simulated, simulate  # noqa: E402
 from ._utility import AbstractUtility, LinearUtility, Utility  # noqa: E402
@@ -39,9 +41,10 @@ __all__ = [
     "ICLV", "IndexEquation", "LatentEquations", "LinearIndex", "LinearUtility", "MLHS",
     "MultinomialLogit", "NestedLogit", "NormalIndicators", "OrderedLogit", "OrderedMeasurement",
     "OrderedProbit", "PULLBACKS", "Panel", "PanelArrays", "ParameterSpace", "Problem",
-    "PseudoRandom", "Results", "Simulated", "Sobol", "Status", "Structural", "Utility",
-    "autodiff_vjp", "check_gradient", "covariance", "estimate", "hessian",
-    "individual_loglik", "loglik_and_grad", "loglik_and_grad_per_individual",
-    "loglik_per_individual", "make_draws", "set_values", "share", "simulate",
-    "simulated_loglik", "simulated_loglik_analytic", "symmetrize",
+    "PseudoRandom", "Results", "Simulated", "Sobol", "Status", "Structural", "TestResult",
+    "Utility", "autodiff_vjp", "check_gradient", "covariance", "delta_method", "elasticities",
+    "estimate", "hessian", "individual_loglik", "loglik_and_grad",
+    "loglik_and_grad_per_individual", "loglik_per_individual", "lr_test", "make_draws",
+    "posterior", "predict", "set_values", "share", "shares", "simulate", "simulated_loglik",
+    "simulated_loglik_analytic", "symmetrize", "wtp",
 ]

@@ -100,6 +100,24 @@ class AbstractChoice(AbstractComponent):
         log_p, pullback = jax.vjp(log_prob, utility, own)
         return log_p, pullback
 
+    @property
+    def n_outcomes(self) -> int:
+        """The number of possible choices: two for a binary model (one utility difference),
+        else the alternatives."""
+        return 2 if self.binary else self.n_alternatives
+
+    def probabilities(self, utility: Float[Array, "T J R"],
+                      available: Bool[Array, "T J"]) -> Float[Array, "T K R"]:
+        """``P(choice_t = k)`` of every outcome ``k`` at every draw, from :meth:`log_prob` (so
+        any kernel has them); 0 for an unavailable alternative."""
+        n_tasks = utility.shape[0]
+        log_p = jax.vmap(lambda k: self.log_prob(utility, jnp.full((n_tasks,), k, jnp.int32),
+                                                 available), out_axes=1)(
+            jnp.arange(self.n_outcomes))  # (T, K, R)
+        if self.binary:
+            return jnp.exp(log_p)
+        return jnp.where(available[:, :, None], jnp.exp(log_p), 0.0)
+
     def sample_choice(self, rng: np.random.Generator, utility: np.ndarray,
                       available: np.ndarray) -> np.ndarray:
         """Choices ``(N, T)`` (indices) simulated from utilities ``(N, T, J)``."""

@@ -200,9 +200,11 @@ def _dummy(attribute: str, level) -> str:
     return f"{attribute}[{level}]"
 
 
-def _categories(df, id_column, columns_of: Mapping[str, list], categorical
-                ) -> dict[str, tuple[tuple, object]]:
-    """``{attribute: (levels, reference)}`` of the attributes coded as dummies."""
+def _categories(df, id_column, columns_of: Mapping[str, list], categorical,
+                given_levels: Mapping[str, Sequence]) -> dict[str, tuple[tuple, object]]:
+    """``{attribute: (levels, reference)}`` of the attributes coded as dummies; the levels are
+    ``given_levels[attribute]`` where given (a value outside them is an error), else those in
+    the data."""
     references = (dict(categorical) if isinstance(categorical, Mapping)
                   else dict.fromkeys(_names(categorical, "categorical attribute", "names")))
     unknown = [name for name in references if name not in columns_of]
@@ -217,7 +219,16 @@ def _categories(df, id_column, columns_of: Mapping[str, list], categorical
             if missing.any():
                 raise DataError(f"categorical attribute {name!r}: column {column!r} has a "
                                 f"missing value: {_where(df, id_column, missing, column)}")
-        if series and all(isinstance(v.dtype, pd.CategoricalDtype) for v in series):
+        if name in given_levels:
+            levels = list(given_levels[name])
+            for column, values in zip([c for c in columns_of[name] if c is not None], series):
+                outside = ~values.isin(levels).to_numpy()
+                if outside.any():
+                    shown = ", ".join(_show(v) for v in levels)
+                    raise DataError(f"categorical attribute {name!r}: column {column!r} holds a "
+                                    f"level outside its levels [{shown}]: "
+                                    f"{_where(df, id_column, outside, column)}")
+        elif series and all(isinstance(v.dtype, pd.CategoricalDtype) for v in series):
             seen = set().union(*(set(v.unique()) for v in series))
             order = list(dict.fromkeys(c for v in series for c in v.cat.categories))
             levels = [c for c in order if c in seen]
@@ -281,6 +292,14 @@ class Panel:
     missing_codes: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
     # categorical attribute -> (its levels, the reference level)
     categories: Mapping[str, tuple[tuple, object]] = dataclasses.field(default_factory=dict)
+    # the keyword arguments of from_dataframe that built it (category levels included)
+    arguments: Mapping[str, object] = dataclasses.field(default_factory=dict)
+
+    def with_data(self, df: pd.DataFrame) -> "Panel":
+        """New data (a scenario: changed prices, other people) coded as this panel: the same
+        columns, alternatives, codes, weights column and categorical levels (a level this panel
+        does not have is a :class:`DataError`). Its individuals get their own draws."""
+        return Panel.from_dataframe(df, **self.arguments)
 
     def dummies(self, attribute: str) -> list[str]:
         """The attribute names of a categorical attribute's dummies, ``{attribute}[{level}]``
@@ -366,6 +385,7 @@ class Panel:
         missing_indicators: str = "error",
         missing_codes: Sequence[float] | Mapping[str, Sequence[float]] = (),
         categorical: Sequence[str] | Mapping[str, object] = (),
+        category_levels: Mapping[str, Sequence] | None = None,
     ) -> "Panel":
         """Validate a long-format table (one row per choice task) and convert it to arrays.
 
@@ -410,6 +430,9 @@ class Panel:
             ``beta.brand[Novum]`` is the coefficient of level ``Novum`` against the reference.
             With multinomial choice the levels are those of all the attribute's columns, and an
             alternative without the attribute (``None``) has every dummy 0.
+        category_levels: ``{attribute: [levels]}``: a categorical attribute's levels (the
+            dummies of levels absent from these data are 0); a value outside them is an error.
+            Default: the levels in the data.
 
         Every row is used: nothing is dropped, and anything that cannot be used raises a
         :class:`DataError` that names the column, the individual, the row and the value.
@@ -461,6 +484,7 @@ class Panel:
             columns_of = {name: list(attributes[name]) for name in attribute_names}
         else:
             attribute_names = _names(attributes, "attribute")
+            original = alternatives
             alternatives = _names((0, 1) if alternatives is None else alternatives,
                                   "alternative", "codes")
             if len(alternatives) != 2:
@@ -470,7 +494,7 @@ class Panel:
                 raise DataError("availability columns apply to multinomial choice only")
             n_alternatives = 1  # one utility difference: P(choice = alternatives[1]) = F(V)
             columns_of = {name: [name] for name in attribute_names}
-        categories = _categories(df, id, columns_of, categorical)
+        categories = _categories(df, id, columns_of, categorical, category_levels or {})
         coded = []  # (name, values (rows, J)): numeric attributes, and each level's dummy
         for name, columns in columns_of.items():
             if name not in categories:
@@ -591,6 +615,13 @@ class Panel:
             attribute_names=attribute_names,
             indicator_observed=None if observed.all() else jnp.asarray(observed),
         )
+        arguments = dict(
+            id=id, choice=choice, attributes=attributes, indicators=indicators,
+            covariates=covariates, alternatives=alternatives if multinomial else original,
+            availability=availability, weights=weights, missing_indicators=missing_indicators,
+            missing_codes=missing_codes,
+            categorical={name: reference for name, (_, reference) in categories.items()},
+            category_levels={name: levels for name, (levels, _) in categories.items()})
         return cls(arrays=arrays, ids=ids, alternatives=alternatives, id_column=id,
                    missing_codes={c: codes for c, codes in codes_of.items() if codes},
-                   categories=categories)
+                   categories=categories, arguments=arguments)

@@ -164,8 +164,12 @@ def make_draws(draws, n_individuals: int, n_dims: int,
     have shape ``(N, R, D)`` and hold finite standard-normal values
     (pass the normals, not the uniforms: an array of 20 or more values all in ``[0, 1]`` is an
     error); it is used exactly as given. A generator is any
-    callable ``(N, D) -> (N, R, D)`` array; its output is checked the same way.
+    callable ``(N, D) -> (N, R, D)`` array; its output is checked the same way. A model
+    without random terms (``D = 0``: a multinomial logit, say) gets one empty draw,
+    ``(N, 1, 0)``, whatever the generator: its likelihood is exact.
     """
+    if callable(draws) and n_dims == 0:  # nothing random: the likelihood at one point
+        return np.zeros((n_individuals, 1, 0))
     if callable(draws):
         array, source = draws(n_individuals, n_dims), f"draws from {type(draws).__name__}"
     else:

@@ -12,7 +12,7 @@ import functools
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +21,10 @@ import optax
 from scipy import optimize
 
 from ._data import Panel
+from ._draws import Halton
 from ._hessian import HESSIANS, SymmetricHessian, symmetrize
 from ._inference import COVARIANCES, check_clusters, covariance
+from ._parameters import ParameterSpace, set_values
 from ._problem import Problem, objective
 from ._results import Results, Status
 
@@ -154,8 +156,8 @@ def _trust_exact(problem: Problem, max_iter, gtol, report, every, hessian_method
 def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
              optimizer: str = "lbfgs", max_iter: int = 2000, gtol: float = 1e-6,
              gradient: str = "analytic", hessian: str = "structured", cov_type: str = "robust",
-             clusters=None, compare_hessians: bool = False, chunk_size: int | str | None = "auto",
-             dtype=jnp.float64,
+             clusters=None, finite_sample: bool = False, compare_hessians: bool = False,
+             chunk_size: int | str | None = "auto", dtype=jnp.float64, start=None,
              progress: bool | Callable[[int, float, float], None] = False,
              progress_every: int = 25, throw: bool = False) -> Results:
     """Estimate ``model`` on ``panel`` by simulated maximum likelihood.
@@ -177,14 +179,22 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
     hessian: ``"structured"`` (default: exact, assembled from per-draw scores and the sparse
         per-draw second derivatives), ``"jacfwd"`` (exact, forward mode over the gradient),
         ``"fd-forward"`` or ``"fd-central"`` (finite differences of the gradient).
-    cov_type: ``"robust"`` (sandwich, the default, as in Apollo and Biogeme), ``"classical"``,
-        ``"bhhh"`` or ``"cluster"`` (then ``clusters`` gives one label per individual, in the
-        order of ``panel.ids``, or a mapping / Series from id to cluster).
+    cov_type: the covariance of ``bse``, ``cov_params()`` and the tests: ``"robust"``
+        (sandwich, the default, as in Apollo and Biogeme), ``"classical"``, ``"bhhh"`` or
+        ``"cluster"``. Every type is computed (``result.covariances``; cluster when
+        ``clusters`` are given: one label per individual, in the order of ``panel.ids``, or a
+        mapping / Series from id to cluster).
+    finite_sample: multiply the sandwiches' middle matrix by ``N / (N - 1)`` (robust) and
+        ``G / (G - 1)`` (cluster), as Stata does; default ``False`` (as Biogeme).
     compare_hessians: also compute the Hessian by every method and attach the comparison
         (``result.hessian_comparison``).
     chunk_size: evaluate the likelihood over blocks of this many individuals (bounded memory,
         better cache use); ``"auto"`` (default): 40 on CPU, all at once on an accelerator.
     dtype: ``jnp.float64`` (default) or ``jnp.float32``.
+    start: where the optimiser starts: ``None`` (default: the model's values), a mapping of
+        parameter names to values (:func:`set_values` names, natural scale included), or a
+        :class:`Results` (a warm start: its estimates of the parameters this model shares
+        with it, by name; the others keep the model's values).
     progress: ``True`` writes a line to stderr every ``progress_every`` iterations; a callable
         ``f(iteration, llf, max_abs_gradient)`` is called instead.
     throw: raise an :class:`EstimationError` (which carries the results) unless the status is
@@ -205,11 +215,12 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
         raise ValueError(f"max_iter must be at least 1, got {max_iter}")
     if cov_type not in COVARIANCES:
         raise ValueError(f"cov_type must be one of {COVARIANCES}, got {cov_type!r}")
-    if cov_type == "cluster":
+    if cov_type == "cluster" or clusters is not None:
         if clusters is not None and not isinstance(clusters, np.ndarray | list | tuple):
             clusters = np.array([clusters[i] for i in panel.ids])
         clusters = check_clusters(clusters, panel.n_individuals)
     started = time.perf_counter()
+    model, start_description = _starting_values(model, start)
     problem = Problem(model, panel, draws, fixed, chunk_size, dtype, gradient)
     if not problem.space.names:
         raise ValueError("every parameter is fixed: there is nothing to estimate (to evaluate "
@@ -228,10 +239,14 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
                                                           progress_every, hessian)
     llf, grad = problem.loglik_and_grad(theta)
     llf, grad = float(llf), np.asarray(grad)
-    hess, scores, cov, cov_message, status = _inference(problem, theta, hessian, cov_type,
-                                                        clusters, status)
+    hess, scores, covariances, cov_messages, status = _inference(
+        problem, theta, hessian, clusters, finite_sample, status)
+    cov_message = cov_messages[cov_type]
     message = (f"{status.value}; relative gradient {_relative_gradient(grad, np.asarray(theta), llf):.2e}"
                f" (tolerance {gtol:.0e})")
+    if status in (Status.MAX_ITERATIONS, Status.STALLED, Status.NON_FINITE):
+        warnings.warn(f"the estimation did not converge: {message}", RuntimeWarning,
+                      stacklevel=2)
     if cov_message:
         warnings.warn(cov_message, RuntimeWarning, stacklevel=2)
     fitted = problem.space.unflatten(theta)
@@ -241,39 +256,78 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
         try:
             comparison = problem.compare_hessians(theta)
         except FloatingPointError as error:
-            cov_message = "; ".join(m for m in (cov_message, f"Hessian comparison: {error}") if m)
+            cov_messages = {kind: "; ".join(m for m in (text, f"Hessian comparison: {error}") if m)
+                            for kind, text in cov_messages.items()}
+    indicators = [k for block in fitted.measurement for k in block.indicators]
+    missing = {k: int(v) for k, v in panel.missing_counts.items() if v and k in indicators}
+    weights = np.asarray(panel.arrays.weights)
     results = Results(
-        model=fitted, names=problem.space.names, estimates=np.asarray(theta), cov=cov,
-        cov_type=cov_type, cov_message=cov_message, hessian=hess.matrix,
+        model=fitted, names=problem.space.names, estimates=np.asarray(theta),
+        covariances=covariances, cov_messages=cov_messages, cov_type=cov_type,
+        finite_sample=finite_sample, hessian=hess.matrix,
         hessian_method=hessian, hessian_asymmetry=hess.asymmetry, scores=scores,
         fixed={k: v for k, v in problem.space.values(fitted).items() if k in problem.space.fixed_names},
-        llf=llf, llf_start=llf_start, n_individuals=panel.n_individuals,
-        n_observations=panel.n_observations, n_draws=int(problem.draws.shape[1]),
+        llf=llf, llf_start=llf_start,
+        n_individuals=panel.n_individuals, n_observations=panel.n_observations,
+        n_outcomes=(panel.n_observations if fitted.choice is not None else 0)
+        + panel.n_individuals * len(indicators) - sum(missing.values()),
+        n_draws=int(problem.draws.shape[1]), draws_description=_describe_draws(draws, problem.draws.shape),
+        weighted=bool(np.any(weights != 1.0)),
         iterations=iterations, seconds=time.perf_counter() - started, status=status,
         message=message, gradient_norm=float(np.max(np.abs(grad))), history=np.asarray(history),
-        optimizer=optimizer, gradient=gradient, natural_names=natural_names,
+        optimizer=optimizer, gradient=gradient, start=start_description,
+        natural_names=natural_names,
         natural_estimates=natural_values, natural_jacobian=natural_jacobian,
-        hessian_comparison=comparison,
-        missing_answers={k: int(v) for k, v in panel.missing_counts.items()
-                         if v and any(k in block.indicators for block in fitted.measurement)})
+        hessian_comparison=comparison, missing_answers=missing, problem=problem,
+        draws=None if isinstance(draws, np.ndarray | jax.Array) else draws or Halton(100))
     if throw and status is not Status.CONVERGED:
         raise EstimationError(f"{message}; {cov_message}" if cov_message else message, results)
     return results
 
 
-def _inference(problem: Problem, theta, method: str, cov_type: str, clusters, status: Status):
-    """``(Hessian, scores, covariance, message, status)`` at ``theta``; a Hessian that is not
-    finite or not symmetric gives NaN standard errors and ``Status.HESSIAN_FAILED`` (after a
-    converged optimiser; another status stays), never an exception that would lose the
-    estimates."""
+def _starting_values(model, start):
+    """``(model at the starting values, how they were chosen)``."""
+    if start is None:
+        return model, "the model's values"
+    if isinstance(start, Results):
+        mine = set(ParameterSpace.from_model(model).names) | set(model.fixed_labels())
+        shared = {k: v for k, v in start.params.items() if k in mine}
+        if not shared:
+            raise ValueError("the warm-start result shares no parameter name with the model")
+        return (set_values(model, shared),
+                f"warm start: {len(shared)} estimates of an earlier result")
+    if isinstance(start, Mapping):
+        return set_values(model, dict(start)), f"given values of {len(start)} parameters"
+    raise TypeError(f"start must be None, a mapping of names to values or a Results, got "
+                    f"{type(start).__name__}")
+
+
+def _describe_draws(draws, shape) -> str:
+    if shape[2] == 0:
+        return "none (the model has no random terms)"
+    if isinstance(draws, np.ndarray | jax.Array):
+        return f"{shape[1]} per individual, a user-supplied array {tuple(shape)}"
+    return f"{shape[1]} per individual, {Halton(100) if draws is None else draws!r}"
+
+
+def _inference(problem: Problem, theta, method: str, clusters, finite_sample: bool,
+               status: Status):
+    """``(Hessian, scores, covariances, messages, status)`` at ``theta``, every covariance
+    type (cluster only with ``clusters``); a Hessian that is not finite or not symmetric gives
+    NaN standard errors and ``Status.HESSIAN_FAILED`` (after a converged optimiser; another
+    status stays), never an exception that would lose the estimates."""
     scores = np.asarray(problem.scores(theta))
     raw = np.asarray(problem.hessian(theta, method))  # its dtype sets the asymmetry tolerance
+    kinds = [k for k in COVARIANCES if k != "cluster" or clusters is not None]
     try:
         hess = symmetrize(raw, method)
     except FloatingPointError as error:
         hess = SymmetricHessian(raw.astype(np.float64), method, float("nan"))
         nan = np.full(raw.shape, np.nan)
         failed = Status.HESSIAN_FAILED if status is Status.CONVERGED else status
-        return hess, scores, nan, f"{error}; no standard errors", failed
-    cov, message = covariance(hess.matrix, scores, cov_type, problem.space.names, clusters)
-    return hess, scores, cov, message, status
+        return (hess, scores, dict.fromkeys(kinds, nan),
+                dict.fromkeys(kinds, f"{error}; no standard errors"), failed)
+    out = {kind: covariance(hess.matrix, scores, kind, problem.space.names, clusters,
+                            finite_sample) for kind in kinds}
+    return (hess, scores, {k: cov for k, (cov, _) in out.items()},
+            {k: message for k, (_, message) in out.items()}, status)

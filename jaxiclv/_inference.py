@@ -4,9 +4,14 @@
 - ``"bhhh"``: ``(S'S)^{-1}`` with ``S`` the per-individual scores ``(N, P)``;
 - ``"robust"``: the sandwich ``H^{-1} (S'S) H^{-1}`` (the default, as in Apollo and Biogeme);
 - ``"cluster"``: the sandwich with the scores summed within clusters of individuals,
-  ``H^{-1} (sum_g s_g s_g') H^{-1}``, ``s_g = sum_{i in g} s_i`` (no small-sample factor). It
-  needs at least two clusters; with no more clusters than parameters its middle matrix has rank
-  at most ``G - 1 < P`` and the message says so.
+  ``H^{-1} (sum_g s_g s_g') H^{-1}``, ``s_g = sum_{i in g} s_i``. It needs at least two
+  clusters; with no more clusters than parameters its middle matrix has rank at most
+  ``G - 1 < P`` and the message says so.
+
+``finite_sample=True`` multiplies the sandwich's middle matrix by ``N / (N - 1)`` (robust) or
+``G / (G - 1)`` (cluster), the factors of Stata's ``vce(robust)`` and ``vce(cluster)`` for
+maximum likelihood; without it (the default) the sandwich is Biogeme's (no factor). The
+classical and BHHH covariances have no such factor.
 
 Identification is judged on the correlation form ``D^{-1/2} M D^{-1/2}`` (``D`` the diagonal)
 of ``-H`` and ``S'S``, which does not change when a parameter's units do (an attribute in units
@@ -82,11 +87,13 @@ def check_clusters(clusters, n_individuals: int) -> np.ndarray:
 
 
 def covariance(hess: np.ndarray, scores: np.ndarray, kind: str, names,
-               clusters: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+               clusters: np.ndarray | None = None,
+               finite_sample: bool = False) -> tuple[np.ndarray, str]:
     """``(covariance (P, P), message)``; the message is empty when all is well.
 
     ``hess``: Hessian of the log-likelihood; ``scores``: per-individual gradients ``(N, P)``;
-    ``clusters``: one label per individual, for ``kind="cluster"``.
+    ``clusters``: one label per individual, for ``kind="cluster"``; ``finite_sample``: the
+    sandwich's ``N / (N - 1)`` or ``G / (G - 1)`` factor.
     """
     if kind not in COVARIANCES:
         raise ValueError(f"unknown covariance type {kind!r}; use one of {COVARIANCES}")
@@ -123,7 +130,9 @@ def covariance(hess: np.ndarray, scores: np.ndarray, kind: str, names,
                     f"covariance has rank at most {middle.shape[0] - 1}, so some combinations of "
                     f"the parameters have zero variance and the standard errors are not "
                     f"reliable; use more clusters or another covariance type")) if m)
-        cov = inverse @ (middle.T @ middle) @ inverse
+        units = middle.shape[0]
+        factor = units / (units - 1.0) if finite_sample else 1.0
+        cov = inverse @ (factor * (middle.T @ middle)) @ inverse
     return _with_nan(cov, flagged), message
 
 

@@ -85,12 +85,6 @@ def fit(tiny):
 
 
 @pytest.fixture(scope="module")
-def fit_classical(tiny):
-    spec, panel = tiny
-    return jic.estimate(spec, panel, tiny_draws(), cov_type="classical")
-
-
-@pytest.fixture(scope="module")
 def tiny_problem(tiny):
     spec, panel = tiny
     return jic.Problem(spec, panel, tiny_draws())
@@ -223,9 +217,12 @@ def test_results_statsmodels_names(fit):
     assert np.all(ci90["lower"] > ci["lower"]) and np.all(ci90["upper"] < ci["upper"])
 
     table = result.table()
-    assert list(table.columns) == ["estimate", "std err", "t", "p"]
+    assert list(table.columns) == ["estimate", "std err", "t", "p", "classical std err",
+                                   "classical t", "classical p"]
     assert list(table.index) == names
     np.testing.assert_array_equal(table["std err"], bse)
+    np.testing.assert_array_equal(table["classical std err"],
+                                  np.sqrt(np.diag(result.covariances["classical"])))
 
 
 def test_summary_is_text_and_prints_nothing(fit, capsys):
@@ -341,15 +338,23 @@ def test_hessian_matches_finite_differences(fit, fd_at_estimate):
     np.testing.assert_allclose(result.hessian, hess_fd, rtol=0, atol=2e-6 * scale)
 
 
-def test_classical_covariance_is_inverse_negative_hessian(fit, fit_classical, fd_at_estimate):
+def test_classical_covariance_is_inverse_negative_hessian(fit, fd_at_estimate):
     hess_fd, _ = fd_at_estimate
-    assert fit_classical.cov_type == "classical"
-    # the covariance type does not change the estimates
-    np.testing.assert_array_equal(fit_classical.estimates, fit[0].estimates)
+    result = fit[0]
+    # every covariance type is on the result; cov_type only chooses the default
+    assert set(result.covariances) == {"classical", "robust", "bhhh"}
+    classical = dataclasses.replace(result, cov_type="classical")
+    np.testing.assert_array_equal(classical.cov, result.covariances["classical"])
     expected = np.linalg.inv(-hess_fd)
     scale = np.sqrt(np.outer(np.diag(expected), np.diag(expected)))
-    np.testing.assert_allclose(fit_classical.cov / scale, expected / scale, rtol=0, atol=1e-4)
-    np.testing.assert_allclose(fit_classical.bse, np.sqrt(np.diag(expected)), rtol=1e-4)
+    np.testing.assert_allclose(classical.cov / scale, expected / scale, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(classical.bse, np.sqrt(np.diag(expected)), rtol=1e-4)
+    np.testing.assert_array_equal(result.std_errors("classical"), classical.bse)
+    expected_bhhh = np.linalg.inv(result.scores.T @ result.scores)
+    np.testing.assert_allclose(result.cov_params("bhhh"), expected_bhhh, rtol=1e-8,
+                               atol=1e-12 * np.abs(expected_bhhh).max())
+    with pytest.raises(KeyError, match="cluster"):
+        result.cov_params("cluster")
 
 
 def test_robust_covariance_is_the_sandwich(fit, fd_at_estimate):

@@ -331,9 +331,11 @@ def test_a_non_finite_hessian_comes_back_as_a_status_not_an_exception(mini, opti
 
 def test_an_iteration_limit_comes_back_as_a_status_and_throw_raises(mini):
     model, panel, _ = mini
-    result = jic.estimate(model, panel, jic.Halton(DRAWS, seed=0), max_iter=2)
+    with pytest.warns(RuntimeWarning, match="did not converge: maximum number of iterations"):
+        result = jic.estimate(model, panel, jic.Halton(DRAWS, seed=0), max_iter=2)
     assert result.status is jic.Status.MAX_ITERATIONS and np.isfinite(result.llf)
-    with pytest.raises(jic.EstimationError, match="maximum number of iterations"):
+    with pytest.raises(jic.EstimationError, match="maximum number of iterations"), \
+            pytest.warns(RuntimeWarning, match="did not converge"):
         jic.estimate(model, panel, jic.Halton(DRAWS, seed=0), max_iter=2, throw=True)
 
 
