@@ -299,6 +299,9 @@ class Panel:
         """New data (a scenario: changed prices, other people) coded as this panel: the same
         columns, alternatives, codes, weights column and categorical levels (a level this panel
         does not have is a :class:`DataError`). Its individuals get their own draws."""
+        if not self.arguments:
+            raise ValueError("this panel was not built by Panel.from_dataframe, so there is no "
+                             "coding to repeat: build the new data's panel yourself")
         return Panel.from_dataframe(df, **self.arguments)
 
     def dummies(self, attribute: str) -> list[str]:

@@ -24,7 +24,8 @@ from ._data import Panel
 from ._draws import Halton
 from ._hessian import HESSIANS, SymmetricHessian, symmetrize
 from ._inference import COVARIANCES, check_clusters, covariance
-from ._parameters import ParameterSpace, set_values
+from ._model import ICLV
+from ._parameters import ParameterSpace, fixed_names, set_values
 from ._problem import Problem, objective
 from ._results import Results, Status
 
@@ -192,9 +193,12 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
         better cache use); ``"auto"`` (default): 40 on CPU, all at once on an accelerator.
     dtype: ``jnp.float64`` (default) or ``jnp.float32``.
     start: where the optimiser starts: ``None`` (default: the model's values), a mapping of
-        parameter names to values (:func:`set_values` names, natural scale included), or a
+        parameter names to values (:func:`set_values` names, natural scale included), a
         :class:`Results` (a warm start: its estimates of the parameters this model shares
-        with it, by name; the others keep the model's values).
+        with it, by name; the others keep the model's values), or ``"sequential"``: first the
+        measurement and structural model alone (a MIMIC model), then the choice model with
+        those estimates held, each from the model's values with this call's optimiser
+        settings, and the whole model from both (``result.start`` says how each step ended).
     progress: ``True`` writes a line to stderr every ``progress_every`` iterations; a callable
         ``f(iteration, llf, max_abs_gradient)`` is called instead.
     throw: raise an :class:`EstimationError` (which carries the results) unless the status is
@@ -220,23 +224,13 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
             clusters = np.array([clusters[i] for i in panel.ids])
         clusters = check_clusters(clusters, panel.n_individuals)
     started = time.perf_counter()
-    model, start_description = _starting_values(model, start)
-    problem = Problem(model, panel, draws, fixed, chunk_size, dtype, gradient)
-    if not problem.space.names:
-        raise ValueError("every parameter is fixed: there is nothing to estimate (to evaluate "
-                         "the log-likelihood at these values, use Problem(...).loglik)")
     report = _progress_to_stderr if progress is True else (progress or None)
-    llf_start = float(problem.loglik(problem.theta0))
-    if not np.isfinite(llf_start):
-        raise FloatingPointError(
-            f"the log-likelihood at the starting values is {llf_start}: "
-            f"{problem.explain_nonfinite(problem.theta0) or 'its sum over individuals overflows'}"
-            f"; choose other starting values or check the data")
-    if optimizer == "lbfgs":
-        theta, status, history, iterations = _lbfgs(problem, max_iter, gtol, report, progress_every)
-    else:
-        theta, status, history, iterations = _trust_exact(problem, max_iter, gtol, report,
-                                                          progress_every, hessian)
+    fit = functools.partial(_maximise, panel=panel, fixed=fixed, chunk_size=chunk_size,
+                            dtype=dtype, gradient=gradient, optimizer=optimizer,
+                            max_iter=max_iter, gtol=gtol, report=report, every=progress_every,
+                            hessian=hessian)
+    model, start_description = _starting_values(model, start, fit, draws)
+    problem, theta, status, history, iterations, llf_start = fit(model, draws=draws)
     llf, grad = problem.loglik_and_grad(theta)
     llf, grad = float(llf), np.asarray(grad)
     hess, scores, covariances, cov_messages, status = _inference(
@@ -285,10 +279,65 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
     return results
 
 
-def _starting_values(model, start):
+def _maximise(model, *, panel, draws, fixed, chunk_size, dtype, gradient, optimizer, max_iter,
+              gtol, report, every, hessian):
+    """``(problem, theta, status, history, iterations, LL at the start)``: the optimiser's
+    run from the model's values. A log-likelihood that is not finite at the start raises."""
+    problem = Problem(model, panel, draws, fixed, chunk_size, dtype, gradient)
+    if not problem.space.names:
+        raise ValueError("every parameter is fixed: there is nothing to estimate (to evaluate "
+                         "the log-likelihood at these values, use Problem(...).loglik)")
+    llf_start = float(problem.loglik(problem.theta0))
+    if not np.isfinite(llf_start):
+        raise FloatingPointError(
+            f"the log-likelihood at the starting values is {llf_start}: "
+            f"{problem.explain_nonfinite(problem.theta0) or 'its sum over individuals overflows'}"
+            f"; choose other starting values or check the data")
+    if optimizer == "lbfgs":
+        run = _lbfgs(problem, max_iter, gtol, report, every)
+    else:
+        run = _trust_exact(problem, max_iter, gtol, report, every, hessian)
+    return (problem, *run, llf_start)
+
+
+def _sequential_start(model, fit, draws):
+    """The measurement and structural model on their own (a MIMIC model), then the choice
+    model with the latent variables' distribution (and every parameter already estimated)
+    held at those estimates: ``(model at both steps' estimates, what happened)``."""
+    if model.choice is None or not model.measurement or not model.latent.names:
+        raise ValueError("a sequential start needs latent variables, measurement blocks and a "
+                         "choice model")
+    mimic = ICLV(model.latent, model.measurement, None, model.aliases)
+    choice = ICLV(model.latent, (), model.choice, model.aliases)
+    mimic_draws = draws
+    if isinstance(draws, np.ndarray | jax.Array):  # the latent variables' dimensions come first
+        mimic_draws = np.asarray(draws)[:, :, :model.latent.n_draw_dims]
+    user_fixed = set(fixed_names(fit.keywords["fixed"]))
+
+    def run(step, step_draws, held):
+        names = set(ParameterSpace.from_model(step).names)
+        problem, theta, status, _, iterations, _ = fit(
+            step, draws=step_draws, fixed=[*held, *(user_fixed & names)])
+        estimated = problem.space.unflatten(theta)
+        return (ParameterSpace.from_model(estimated).values(estimated),
+                f"{iterations} iterations, {status.name.lower()}, "
+                f"LL {float(problem.loglik(theta)):.6f}")
+
+    first, first_report = run(mimic, mimic_draws, ())
+    held = [k for k in ParameterSpace.from_model(choice).names if k in first]
+    second, second_report = run(set_values(choice, {k: first[k] for k in held}), draws, held)
+    mine = ParameterSpace.from_model(model).values(model)
+    return (set_values(model, {k: v for k, v in {**first, **second}.items() if k in mine}),
+            f"sequential: the measurement and structural model ({first_report}), then the "
+            f"choice model given them ({second_report})")
+
+
+def _starting_values(model, start, fit, draws):
     """``(model at the starting values, how they were chosen)``."""
     if start is None:
         return model, "the model's values"
+    if isinstance(start, str) and start == "sequential":
+        return _sequential_start(model, fit, draws)
     if isinstance(start, Results):
         mine = set(ParameterSpace.from_model(model).names) | set(model.fixed_labels())
         shared = {k: v for k, v in start.params.items() if k in mine}
@@ -298,8 +347,8 @@ def _starting_values(model, start):
                 f"warm start: {len(shared)} estimates of an earlier result")
     if isinstance(start, Mapping):
         return set_values(model, dict(start)), f"given values of {len(start)} parameters"
-    raise TypeError(f"start must be None, a mapping of names to values or a Results, got "
-                    f"{type(start).__name__}")
+    raise TypeError(f"start must be None, 'sequential', a mapping of names to values or a "
+                    f"Results, got {type(start).__name__}")
 
 
 def _describe_draws(draws, shape) -> str:

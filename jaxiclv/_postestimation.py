@@ -90,16 +90,16 @@ def delta_method(result, f: Callable[[Mapping[str, jax.Array]], object],
     a ``KeyError`` naming it.
     """
     cov = result.cov_params(cov_type).to_numpy()
-    outputs = f(_named(result, jnp.asarray(result.estimates)))
+    theta = jnp.asarray(result.estimates)
+    outputs = f(_named(result, theta))
     keys = list(outputs) if isinstance(outputs, Mapping) else None
 
-    def flat(theta):
-        out = f(_named(result, theta))
-        out = [out[k] for k in keys] if keys is not None else out
-        return jnp.ravel(jnp.asarray(out, dtype=theta.dtype)) if keys is None else jnp.stack(
-            [jnp.asarray(v, dtype=theta.dtype) for v in out])
+    def flat(t):
+        out = f(_named(result, t))
+        if keys is not None:
+            out = jnp.stack([jnp.asarray(out[k]) for k in keys])
+        return jnp.ravel(jnp.asarray(out, dtype=t.dtype))
 
-    theta = jnp.asarray(result.estimates)
     values = np.asarray(flat(theta))
     jacobian = np.asarray(jax.jacfwd(flat)(theta))
     index = keys if keys is not None else (["value"] if np.ndim(outputs) == 0
@@ -169,15 +169,17 @@ def _individual_posterior(model, quantiles, x, eta):
             _weighted_quantiles(lv, equal, quantiles))
 
 
-def posterior(result, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
+def posterior(result, data: pd.DataFrame | Panel | None = None, draws=None,
+              quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
     """Each individual's latent variables given everything they chose and answered.
 
     One row per individual and latent variable (index ``(id, latent variable)``): the
     posterior ``mean`` ``sum_r w_ir LV_ir``, ``sd`` and the ``q{quantile}`` columns (over
     the draws, weighted by ``w_ir``), and the unconditional (structural) ``prior mean``,
     ``prior sd`` and quantiles (equal weights: the distribution given the covariates only).
+    ``data``, ``draws``: other people's data at the estimates, as in :func:`predict`.
     """
-    problem = _problem_of(result)
+    problem = _problem_for(result, data, draws)
     names = problem.space.template.latent.names
     if not names:
         raise ValueError("the model has no latent variables")

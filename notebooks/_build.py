@@ -36,7 +36,6 @@ SETUP = '''\
 import os
 import time
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -142,40 +141,35 @@ ax.set_title("Estimates against the true parameters")
 ax.legend()
 covered = ((ci["lower"] <= true_values[list(result.names)]) & (true_values[list(result.names)] <= ci["upper"])).mean()
 print(f"{covered:.0%} of the 95% intervals contain the true value")'''),
+        md("## Fit statistics and each component's log-likelihood\n\n"
+           "`result.summary()` above starts with them; as data: `result.llf`, `result.llnull` "
+           "(LL(0): every level and choice equally likely), `result.llconst` (LL(C): the "
+           "sample shares and frequencies), `result.rho2`, `result.rho2_adj`, `result.aic`, "
+           "`result.bic`, and `result.components`: each item's and the choice model's own "
+           "simulated log-likelihood at the estimates, beside its LL(0) and LL(C)."),
+        code('''\
+print(f"LL {result.llf:.4f}, LL(0) {result.llnull:.4f}, LL(C) {result.llconst:.4f}, "
+      f"rho2 {result.rho2:.4f}, adj. rho2 {result.rho2_adj:.4f}, BIC {result.bic:.2f}")
+result.components.tail(8)'''),
         md("## Latent variables: posterior means against the true values\n\n"
            "Given the estimated parameters, person *i*'s latent variables at draw *r* are "
            "`LV_ir = structural(covariates_i, eta_ir)`, and the draw's likelihood `L_ir` "
            "weighs how well it explains that person's answers and choices. The posterior mean "
-           "is `E[LV_i | data_i] = sum_r w_ir LV_ir` with `w_ir = L_ir / sum_r L_ir`. "
-           "We compute it with `model.draw_logliks` and `model.latent.forward` (every draw of "
-           "one person at once, the draws on the last axis), vmapped over people, on a "
-           "simulated data set whose true latent variables are known (in QUICK mode, the "
-           "estimation data themselves)."),
+           "is `E[LV_i | data_i] = sum_r w_ir LV_ir` with `w_ir = L_ir / sum_r L_ir`, the "
+           "weights the analytic gradient uses. `jic.posterior` gives it, with the posterior "
+           "standard deviation and quantiles and the same given the covariates only (equal "
+           "weights), here on a simulated data set whose true latent variables are known (in "
+           "QUICK mode, the estimation data themselves), with 200 draws per person."),
         code('''\
 sim = jic.simulate(truth, 150, 6, seed=0) if QUICK else jic.simulate(truth, 328, 6, seed=1)
-fitted = result.model
-eta = jnp.asarray(jic.make_draws(jic.Halton(200, seed=1), sim.panel.n_individuals,
-                                 fitted.n_draw_dims))                       # (N, R, D)
-data = sim.panel.arrays
-
-
-@eqx.filter_jit
-def posterior_means(model, data, eta):
-    def one_person(x, eta_i):                                      # eta_i: (R, D)
-        log_l = model.draw_logliks(x, eta_i)                                  # (R,)
-        z = model.latent.data(x)                                   # the person's covariates
-        lv = model.latent.forward(z, eta_i)                                   # (L, R)
-        w = jax.nn.softmax(log_l)                                  # L_ir / sum_r L_ir
-        prior = model.latent(z, jnp.zeros(eta_i.shape[1]))                    # eta = 0
-        return lv @ w, prior
-    return jax.vmap(one_person)(data, eta)
-
-
-posterior, prior_mean = map(np.asarray, posterior_means(fitted, data, eta))
-lv_names = fitted.latent.names
+lv_names = list(result.model.latent.names)
+post = jic.posterior(result, data=sim.panel, draws=jic.Halton(200, seed=1))
+ids = list(sim.panel.ids)                                    # the order of sim.latent
+posterior = post["mean"].unstack().loc[ids, lv_names].to_numpy()            # (N, L)
+prior_mean = post["prior mean"].unstack().loc[ids, lv_names].to_numpy()
 pd.DataFrame({"corr(posterior mean, true)": [np.corrcoef(posterior[:, l], sim.latent[:, l])[0, 1] for l in range(len(lv_names))],
               "corr(prior mean, true)": [np.corrcoef(prior_mean[:, l], sim.latent[:, l])[0, 1] for l in range(len(lv_names))]},
-             index=list(lv_names))'''),
+             index=lv_names)'''),
         code('''\
 show = np.arange(12)                                      # the first twelve people
 fig, axes = plt.subplots(1, len(lv_names), figsize=(4 * len(lv_names), 3.6), squeeze=False)
@@ -663,20 +657,39 @@ for ax, item in zip(axes, items):
 axes[0].set_ylabel("probability")
 axes[-1].legend(fontsize=8)
 fig.tight_layout()'''),
-        md("## Willingness to pay\n\n`WTP_k = -beta_k / beta_price` in GBP, with delta-method "
-           "standard errors from the robust covariance: the gradient of `WTP_k` is "
-           "`-1 / beta_price` in `beta_k` and `beta_k / beta_price^2` in `beta_price`."),
+        md("## Willingness to pay\n\n`WTP_k = -beta_k / beta_price` in GBP, with "
+           "delta-method standard errors from the robust covariance: `jic.delta_method` takes "
+           "any jax.numpy function of the named parameters and differentiates it with "
+           "`jax.jacfwd` (`jic.wtp(result, names, 'beta.price')` is the plain ratio)."),
         code('''\
-cov = result.cov_params()
 price = "beta.price"
-rows = {}
-for name in [n for n in result.names if n.startswith("beta.") and n != price]:
-    b, bp = result.params[name], result.params[price]
-    gradient = np.array([-1.0 / bp, b / bp**2])
-    pair = cov.loc[[name, price], [name, price]].to_numpy()
-    rows[name[len("beta."):]] = {"WTP (GBP)": -b / bp, "std err": np.sqrt(gradient @ pair @ gradient)}
-wtp = pd.DataFrame(rows).T
+others = [n for n in result.names if n.startswith("beta.") and n != price]
+wtp = jic.delta_method(result, lambda p: {n[len("beta."):]: -p[n] / p[price] for n in others})
 wtp.round(3)'''),
+        md("## Predicted shares under a price scenario\n\n`jic.shares` averages each "
+           "person's choice probabilities (simulated over the draws) over the sample, with "
+           "delta-method standard errors; `data=` predicts for a changed data set, coded as "
+           "the estimation data (`Panel.with_data`). Here alternative 1 costs 10 % more."),
+        code('''\
+scenario = df.copy()
+scenario["price_1"] *= 1.10
+pd.concat({"now": jic.shares(result)[["estimate", "std err"]],
+           "price of 1 +10 %": jic.shares(result, data=scenario)[["estimate", "std err"]]},
+          axis=1).round(4)'''),
+        md("Aggregate price elasticities (`d log S_j / d log price_k`: direct on the "
+           "diagonal, cross elsewhere):"),
+        code('jic.elasticities(result, "price").round(3)'),
+        md("## Each respondent's attitude\n\nThe posterior mean of the latent attitude given "
+           "each person's answers and choices, against its mean given the covariates only:"),
+        code('''\
+post = jic.posterior(result).xs("LV", level="latent variable")
+fig, ax = plt.subplots(figsize=(6, 3.6))
+ax.hist(post["prior mean"], bins=30, alpha=0.6, label="given the covariates")
+ax.hist(post["mean"], bins=30, alpha=0.6, label="given the answers and choices too")
+ax.set_xlabel("latent attitude LV")
+ax.legend()
+plt.show()
+post.head()'''),
     ]
 
 

@@ -10,6 +10,7 @@ computed independently: closed forms, scipy, NumPy loops over individuals, finit
 import dataclasses
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -263,21 +264,17 @@ def _per_individual(result):
     model = result.model
     out = []
     for i in range(problem.panel.n_individuals):
-        x = jax_tree_index(problem.data, i)
+        x = jax.tree.map(lambda a: a[i], problem.data)
         eta = problem.draws[i]
         lv, terms, utilities = model.draw_diagnostics(x, eta)
         out.append((np.asarray(lv), np.asarray(terms).sum(axis=0), np.asarray(utilities)))
     return out
 
 
-def jax_tree_index(tree, i):
-    import jax
-    return jax.tree.map(lambda a: a[i], tree)
-
-
 def test_posterior_against_numpy(iclv):
     result = iclv[3]
     got = jic.posterior(result, quantiles=(0.1, 0.5))
+    assert list(got.columns[:4]) == ["mean", "sd", "q0.1", "q0.5"]
     ids = result.problem.panel.ids
     for i, (lv, log_l, _) in enumerate(_per_individual(result)):
         w = np.exp(log_l - log_l.max())
@@ -425,6 +422,21 @@ def test_warm_start_and_given_start(mnl, mnl_restricted):
     assert stopped.status is jic.Status.MAX_ITERATIONS
 
 
+def test_sequential_start_reaches_the_same_optimum(iclv):
+    spec, _, panel, result = iclv
+    sequential = jic.estimate(spec, panel, jic.Halton(DRAWS, seed=0), optimizer="trust-exact",
+                              start="sequential")
+    assert sequential.converged
+    assert sequential.start.startswith("sequential: the measurement and structural model (")
+    assert "then the choice model given them (" in sequential.start
+    assert sequential.llf_start > result.llf_start  # a better start than the model's values
+    assert sequential.llf == pytest.approx(result.llf, rel=1e-10)
+    np.testing.assert_allclose(sequential.estimates, result.estimates,
+                               atol=1e-3 * result.bse.min())
+    with pytest.raises(ValueError, match="sequential start needs"):
+        jic.estimate(mnl_spec(), mnl_panel(mnl_frame(n=10)), start="sequential")
+
+
 # --------------------------------------------------------------------------------------------
 # files
 
@@ -454,14 +466,10 @@ def test_save_and_load_round_trip(iclv, tmp_path):
         pd.testing.assert_frame_equal(loaded.components, result.components)
         assert loaded.summary() == result.summary()
     pd.testing.assert_frame_equal(jic.posterior(again), jic.posterior(result))
-    np.testing.assert_array_equal(jax_tree_leaves(again.model), jax_tree_leaves(result.model))
+    for got, want in zip(jax.tree.leaves(again.model), jax.tree.leaves(result.model)):
+        np.testing.assert_array_equal(got, want)
     with pytest.raises(ValueError, match="has no problem"):
         jic.posterior(bare)
-
-
-def jax_tree_leaves(tree):
-    import jax
-    return np.concatenate([np.ravel(np.asarray(leaf)) for leaf in jax.tree.leaves(tree)])
 
 
 def test_exports(mnl, tmp_path):
