@@ -6,8 +6,9 @@ analytic gradient, and forward and central differences of the analytic gradient,
 analytic gradient and the structured Hessian with every component's pullback by ``jax.vjp``
 (``pullbacks="autodiff"``, ``*-pullbacks-autodiff``) against the hand-derived ones, the
 reference system's method replayed (a Python loop of per-individual gradients; a Python loop
-of ``P + 1`` such gradients for the Hessian), and the whole default estimation with L-BFGS and
-with Newton (trust-exact). Every gradient and Hessian is
+of ``P + 1`` such gradients for the Hessian), and the whole wait of ``estimate`` (three studies,
+Newton and L-BFGS, cold and warm, with and without the compilation cache) and of
+``python -m jaxiclv``. Every gradient and Hessian is
 compared with a float64 reference. Sizes: the reference example (328 individuals x 100 Halton
 draws, 219 parameters), a continuous-indicator variant of it and a nonlinear-utility variant
 (a user-written utility with ``beta_time exp(lambda LV)``), scaling in individuals and in

@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import functools
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 import jaxiclv as jic
 from jaxiclv import _example as ex
-from jaxiclv._problem import resolve_chunk_size
 
 QUICK_STRUCTURE = ({"health": 2}, ("intention", 2), ex.ATTRIBUTES[:1])
 VARIANTS = ("ordinal", "continuous", "nonlinear", "random-cost", "mixed-logit")
@@ -138,15 +136,6 @@ def panel_for(model: jic.ICLV, data: pd.DataFrame) -> jic.Panel:
         indicators=[i for block in model.measurement for i in block.indicators])
 
 
-def chunk_size_for(n: int, r: int) -> int | None:
-    """What ``estimate`` uses (``chunk_size="auto"``: blocks of 40 individuals on CPU, one
-    pass on an accelerator), except that on an accelerator a case above 10^6
-    individual-draws runs in blocks of ~2 x 10^5 (bounded device memory)."""
-    if jax.default_backend() == "cpu" or n * r <= 10**6:
-        return resolve_chunk_size("auto", n)
-    return max(1, 200_000 // r)
-
-
 class Case:
     """One case's model, panel and draws, with a :class:`jaxiclv.Problem` per gradient kind
     (made on first use; all share the same draws)."""
@@ -157,16 +146,19 @@ class Case:
             n_base = n
         self.panel = panel_for(self.model, replicate(base_data(variant, quick, n_base), n))
         self.dtype = jnp.dtype(dtype)
-        self.chunk_size = chunk_size_for(n, r)
         self.draws = jic.make_draws(jic.Halton(r, seed=0), n, self.model.n_draw_dims)
         self._problems: dict[tuple[str, str], jic.Problem] = {}
 
     def problem(self, gradient: str = "analytic", pullbacks: str = "hand-derived") -> jic.Problem:
         if (gradient, pullbacks) not in self._problems:
             self._problems[gradient, pullbacks] = jic.Problem(
-                self.model, self.panel, self.draws, chunk_size=self.chunk_size,
-                dtype=self.dtype, gradient=gradient, pullbacks=pullbacks)
+                self.model, self.panel, self.draws, dtype=self.dtype, gradient=gradient, pullbacks=pullbacks)
         return self._problems[gradient, pullbacks]
+
+    @property
+    def chunk_size(self) -> int | None:
+        """The library's default block of individuals for this case (``chunk_size="auto"``)."""
+        return self.problem().chunk_size
 
     @property
     def theta(self):

@@ -84,6 +84,15 @@ def _git(*args: str) -> str | None:
         return None
 
 
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line.split(":", 1)[1].strip() for line in info
+                         if line.startswith("model name")), None)
+    except OSError:
+        return None
+
+
 def environment() -> dict:
     """Where and when a result was measured."""
     device = jax.devices()[0]
@@ -96,4 +105,5 @@ def environment() -> dict:
                 jax=jax.__version__, jaxlib=jaxlib.__version__,
                 git_commit=_git("rev-parse", "HEAD") or "unknown",
                 git_dirty=None if status is None else bool(status), cpu_count=cpus,
+                cpu_model=_cpu_model(),
                 timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))

@@ -30,7 +30,6 @@ import jaxiclv as jic
 
 from ._cases import Case
 
-BATCH_SIZE = 16  # tangent or perturbation vectors per batch, for every Hessian
 REPLAY_EXTRAPOLATE_ABOVE_S = 1.0  # a replayed gradient slower than this: extrapolate the Hessian
 REPLAY_SAMPLE_CALLS = 3
 
@@ -106,7 +105,7 @@ def _loglik(case: Case) -> Method:
 def _hessian(method: str, pullbacks: str = "hand-derived"):
     def build(case: Case) -> Method:
         problem, theta = case.problem(pullbacks=pullbacks), case.theta
-        return Method(lambda: problem.hessian(theta, method, BATCH_SIZE), **SYMMETRISED)
+        return Method(lambda: problem.hessian(theta, method), **SYMMETRISED)
     return build
 
 

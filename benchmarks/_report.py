@@ -109,7 +109,8 @@ def write_markdown(report: dict, path: Path) -> str:
     env = report["environment"]
     lines = [
         f"# jaxiclv benchmarks ({report['mode']})", "",
-        f"{env.get('device')} ({env.get('platform')}), {env.get('cpu_count')} CPUs; "
+        f"{env.get('device')} ({env.get('platform')}), {env.get('cpu_model') or 'CPU model unknown'}, "
+        f"{env.get('cpu_count')} CPUs; "
         f"jax {env.get('jax')}, jaxlib {env.get('jaxlib')}; commit {env.get('git_commit')}"
         f"{' + uncommitted changes' if env.get('git_dirty') else ''}; {env.get('timestamp')}; "
         f"suite wall time {report['wall_s']:.0f} s.", "",
@@ -149,25 +150,33 @@ def write_markdown(report: dict, path: Path) -> str:
         lines += [f"| {row['key']} | {row.get('n_params', '')} | {row['method']} "
                   f"| {_g(row['median_s'])} | {row['median_s'] / (row['n'] * row['r']) * 1e6:.3g} |"
                   for row in mixed]
-    if report["estimation"]:
-        first = report["estimation"][0]
-        lines += ["", "## The whole estimation, L-BFGS against Newton", "",
-                  f"`estimate` from the default starting values on {first['n']} individuals x "
-                  f"{first['r']} Halton draws, then the Hessian ({first.get('hessian_method')}) "
-                  f"and scores for robust standard errors. Hessian and scores times include "
-                  f"compilation; Newton (`trust-exact`) computes the exact Hessian at every "
-                  f"iteration.", "",
-                  "| optimizer | P | wall (s) | iterations | status | LL | optimisation (s) "
-                  "| Hessians (s) | scores (s) | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
-        for row in report["estimation"]:
+    if report.get("wait"):
+        lines += ["", "## The whole wait: estimate, cold and warm", "",
+                  "Each row is a fresh process: `import jaxiclv`, then `jic.estimate(model, "
+                  "panel, draws, optimizer=...)` from the default starting values (cold: it "
+                  "compiles, or reads the compilation cache; trace / lower / compile are JAX's "
+                  "own monitoring events), then the same call again (warm). Cache: *empty* is a "
+                  "new cache directory, which that process fills; *filled* is the next process "
+                  "on it. The main job is `python -m jaxiclv` end to end.", "",
+                  "| study | P | optimizer | cache | import (s) | cold (s) | trace / lower / "
+                  "compile (s) | cached programs | warm (s) | cold / warm | iterations | LL "
+                  "| status |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for row in report["wait"]:
+            label = row.get("study", "python -m jaxiclv")
             if row.get("error"):
-                lines.append(_failed_row(row.get("optimizer"), row["error"], 10))
-                continue
-            lines.append(
-                f"| {row['optimizer']} | {row['n_params']} | {row['wall_s']:.1f} "
-                f"| {row['iterations']} | {row['status']} | {row['llf']:.3f} "
-                f"| {row['optimisation_s']:.1f} | {_g(row['hessian_s'])} | {_g(row['scores_s'])} "
-                f"| {row['rss_peak_mb']:.0f} |")
+                lines.append(_failed_row(f"{label} {row.get('optimizer', '')}", row["error"], 13))
+            elif row["method"] == "main":
+                lines.append(f"| main job | 219 | default | {row['cache']} | | "
+                             f"{row['process_wall_s']:.1f} (whole process) | | | | | | | |")
+            else:
+                cold, warm = row["cold"], row.get("warm")
+                ratio = f"{cold['wall_s'] / warm['wall_s']:.1f}" if warm else ""
+                lines.append(
+                    f"| {label} | {row['n_params']} | {row['optimizer']} | {row['cache']} "
+                    f"| {row['import_s']:.1f} | {cold['wall_s']:.1f} | {cold['trace_s']:.1f} / "
+                    f"{cold['lower_s']:.1f} / {cold['compile_s']:.1f} | {cold['cache_hits']} "
+                    f"| {_g(warm['wall_s']) if warm else 'not run'} | {ratio} "
+                    f"| {cold['iterations']} | {cold['llf']:.3f} | {cold['status']} |")
     if report.get("peer"):
         first = report["peer"][0]
         lines += ["", "## Peer: Biogeme on the same model and data", "",

@@ -14,21 +14,17 @@ accuracy comparison, which the suite does across cases.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
 import traceback
-import warnings
 from pathlib import Path
 
 import jax
 import numpy as np
 
-import jaxiclv as jic
-from jaxiclv import _example as ex
 
-from ._cases import Case, build_model, check_against_reference
+from ._cases import Case, check_against_reference
 from ._measure import environment, measure, memory_mb, reset_peak_rss
 from ._methods import METHODS
 from ._peer import run_peer
@@ -77,57 +73,6 @@ def run_methods(spec: dict, arrays: Path) -> list[dict]:
     return rows
 
 
-@contextlib.contextmanager
-def _timing_calls(cls, names, seconds: dict):
-    """Add the time of every call of ``cls.<name>`` (waiting for its result) to
-    ``seconds[name]`` while inside the block."""
-    originals = {name: getattr(cls, name) for name in names}
-
-    def timed(name):
-        def call(self, *args, **kwargs):
-            start = time.perf_counter()
-            out = jax.block_until_ready(originals[name](self, *args, **kwargs))
-            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
-            return out
-        return call
-    try:
-        for name in names:
-            setattr(cls, name, timed(name))
-        yield seconds
-    finally:
-        for name, original in originals.items():
-            setattr(cls, name, original)
-
-
-def run_estimation(spec: dict) -> list[dict]:
-    """``jic.estimate`` from the default starting values with ``spec["optimizer"]``: exactly
-    ``estimate(reference_model(), reference_panel(), Halton(100), optimizer=...)`` at full size, the quick
-    miniature (at most ``max_iter`` iterations) in quick mode. The Hessian and the scores
-    inside ``estimate`` are timed by wrapping ``Problem.hessian`` and ``Problem.scores``."""
-    scope = "method" if reset_peak_rss() else "process"
-    before = memory_mb()
-    if spec["quick"]:
-        panel = Case("ordinal", spec["n"], spec["r"], "float64", True, spec["n_base"]).panel
-        model, options = build_model("ordinal", True), dict(max_iter=spec["max_iter"])
-    else:
-        model, panel, options = ex.reference_model(), ex.reference_panel(), {}
-    parts: dict[str, float] = {}
-    start = time.perf_counter()
-    with _timing_calls(jic.Problem, ("hessian", "scores"), parts), \
-            warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = jic.estimate(model, panel, jic.Halton(spec["r"]), optimizer=spec["optimizer"],
-                              **options)
-    row = dict(spec, method="estimate", wall_s=time.perf_counter() - start,
-               seconds=result.seconds, iterations=result.iterations,
-               status=result.status.name.lower(), llf=result.llf, n_params=result.n_params,
-               optimizer=result.optimizer, hessian_method=result.hessian_method,
-               hessian_s=parts.get("hessian"), scores_s=parts.get("scores"),
-               optimisation_s=result.seconds - sum(parts.values()),
-               warnings=[str(w.message) for w in caught])
-    return [_memory(row, before, scope)]
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.single", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -141,9 +86,7 @@ def main(argv=None) -> None:
         jax.config.update("jax_disable_most_optimizations", True)
     _log(f"case {spec['key']} ({', '.join(spec['methods'])})")
     try:
-        if spec["methods"] == ["estimate"]:
-            rows = run_estimation(spec)
-        elif spec["methods"] == ["peer"]:
+        if spec["methods"] == ["peer"]:
             rows = run_peer(spec)
         else:
             rows = run_methods(spec, args.arrays)

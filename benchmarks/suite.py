@@ -23,9 +23,13 @@ Size groups (``--sizes``, default all):
   reference ICLV with a normal cost coefficient, each with the log-likelihood, the analytic
   gradient and the structured Hessian (jacfwd as its reference), next to the plain reference
   ICLV (per individual x draw costs compared in the report);
-- ``estimation``: ``jic.estimate(reference_model(), reference_panel(), Halton(100),
-  optimizer=...)`` with L-BFGS (the default) and with Newton (``"trust-exact"``, the exact
-  structured Hessian at every iteration): iterations and time of each.
+- ``wait``: the whole wait a user has, each in fresh processes (:mod:`benchmarks.wait`):
+  ``jic.estimate`` of the reference example, Apollo's drug-choice study and a small
+  40-parameter MNL ICLV (:mod:`benchmarks._studies`) with Newton (``trust-exact``, the
+  default) and with L-BFGS: import, the first ("cold") call with the seconds JAX spent
+  tracing, lowering and compiling, then the same call again ("warm"); Newton's twice, first
+  with an empty compilation cache, then with the cache the first process filled; and
+  ``python -m jaxiclv`` (the README's main job) end to end, the same two ways.
 
 Every case runs in its own fresh process, one after the other. ``--quick`` is a smoke test:
 the same groups on a miniature model (2 latent variables, 4 items, 31 parameters), tiny sizes,
@@ -50,17 +54,17 @@ from . import METHOD_NAMES
 from ._report import add_accuracy, scaling_exponents, write_markdown, write_plots
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-GROUPS = ("reference", "nonlinear", "individuals", "draws", "dtype", "mixed", "estimation",
-          "peer")
+GROUPS = ("reference", "nonlinear", "individuals", "draws", "dtype", "mixed", "wait", "peer")
 PEER_MISSING = ("Biogeme is not installed in this environment; it needs pandas < 3, so install "
                 "it in its own: pip install -e '.[peer]', then python -m benchmarks --sizes peer")
 REPLAY = ("replay-grad", "replay-hessian")
-OPTIMIZERS = ("lbfgs", "trust-exact")  # the estimation group runs both: iterations, time
+OPTIMIZERS = ("trust-exact", "lbfgs")  # the wait group runs both: the default first
 REPLAY_UP_TO = 20  # the replayed gradient runs up to this multiple of the reference's N x R
 MODES = {
     "full": dict(
         n=328, r=100, individuals=(328, 3280, 32800), draws=(100, 500, 2000),
-        repeat=5, budget_s=10.0, max_iter=2000,
+        repeat=5, budget_s=10.0, max_iter=5000, studies=("reference", "drug-choice", "small"),
+        main_job=True,
         continuous=tuple(m for m in METHOD_NAMES if m not in REPLAY),
         nonlinear=("loglik", "grad-analytic", "grad-pullbacks-autodiff", "grad-autodiff",
                    "hessian-structured", "hessian-structured-pullbacks-autodiff",
@@ -72,6 +76,7 @@ MODES = {
                                            "hessian-jacfwd"))),
     "quick": dict(
         n=16, r=8, individuals=(16, 32), draws=(8, 16), repeat=3, budget_s=0.5, max_iter=20,
+        studies=("small",), main_job=False,
         continuous=("loglik", "grad-analytic", "grad-autodiff"),
         nonlinear=("loglik", "grad-analytic", "grad-pullbacks-autodiff",
                    "hessian-structured-pullbacks-autodiff", "hessian-jacfwd"),
@@ -137,15 +142,51 @@ def plan(groups, mode: dict) -> tuple[list[dict], list[dict]]:
         else:
             out.append(dict(key="peer", variant="peer", n=n, r=r, dtype="float64",
                             groups=["peer"], methods=["peer"]))
-    if "estimation" in groups:  # first: the longest single processes in quick mode
-        out[:0] = [dict(key=f"estimation-{optimizer}", variant="ordinal", n=n, r=r,
-                        dtype="float64", groups=["estimation"], methods=["estimate"],
-                        optimizer=optimizer) for optimizer in OPTIMIZERS]
+    if "wait" in groups:  # first: the longest single processes in quick mode
+        waits = [dict(key=f"wait-{study}-{optimizer}", kind="wait", study=study,
+                      optimizer=optimizer, groups=["wait"], methods=["wait"],
+                      caches=("empty", "filled") if optimizer == "trust-exact" else ("empty",),
+                      warm=not (study == "drug-choice" and optimizer == "lbfgs"))
+                 for study in mode["studies"] for optimizer in OPTIMIZERS]
+        if mode["main_job"]:
+            waits.append(dict(key="wait-main-job", kind="main", groups=["wait"],
+                              methods=["main"], caches=("empty", "filled")))
+        out[:0] = waits
     return out, skipped
+
+
+def run_wait(case: dict, scratch: Path) -> list[dict]:
+    """A wait case: ``python -m benchmarks.wait`` (or ``python -m jaxiclv``) in a fresh process
+    per cache state, the first on an empty compilation cache, the next on what it wrote."""
+    cache = scratch / f"cache-{case['key']}"
+    env = dict(os.environ, JAXICLV_COMPILATION_CACHE=str(cache))
+    rows = []
+    for state in case["caches"]:
+        result = scratch / f"{case['key']}-{state}.json"
+        if case["kind"] == "main":
+            command = [sys.executable, "-m", "jaxiclv"]
+        else:
+            command = [sys.executable, "-m", "benchmarks.wait", "--study", case["study"],
+                       "--optimizer", case["optimizer"], "--json", str(result),
+                       "--max-iter", str(case["max_iter"]),
+                       *(["--quick"] if case["quick"] else []),
+                       *([] if case["warm"] else ["--no-warm"])]
+        start = time.perf_counter()
+        completed = subprocess.run(command, cwd=REPOSITORY, env=env, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - start
+        row = dict(case, method=case["kind"], cache=state, process_wall_s=wall)
+        if completed.returncode != 0:
+            row["error"] = f"process exited with {completed.returncode}"
+        elif case["kind"] == "wait":
+            row.update(json.loads(result.read_text()))
+        rows.append(row)
+    return rows
 
 
 def run_case(case: dict, scratch: Path) -> list[dict]:
     """Run ``case`` in a fresh ``python -m benchmarks.single`` process."""
+    if case.get("kind") in ("wait", "main"):
+        return run_wait(case, scratch)
     result = scratch / f"{case['key']}.json"
     command = [sys.executable, "-m", "benchmarks.single", "--case", json.dumps(case),
                "--json", str(result), "--arrays", str(scratch / "arrays")]
@@ -193,9 +234,9 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     report = dict(mode=mode_name, sizes=mode, groups=groups, wall_s=wall,
                   environment=next((_environment(row) for row in rows if "device" in row), {}),
-                  results=[row for row in rows if row["method"] not in ("estimate", "peer")],
+                  results=[row for row in rows if row["method"] not in ("wait", "main", "peer")],
                   peer=[row for row in rows if row["method"] == "peer"],
-                  estimation=[row for row in rows if row["method"] == "estimate"],
+                  wait=[row for row in rows if row["method"] in ("wait", "main")],
                   scaling=scaling_exponents(rows), skipped=skipped)
     report["plots"] = write_plots(report, args.out)
     (args.out / "results.json").write_text(json.dumps(report, indent=1))
@@ -205,5 +246,5 @@ def main(argv=None) -> None:
 
 
 def _environment(row: dict) -> dict:
-    return {k: row[k] for k in ("device", "platform", "jax", "jaxlib", "git_commit", "git_dirty",
-                                "cpu_count", "timestamp")}
+    return {k: row.get(k) for k in ("device", "platform", "jax", "jaxlib", "git_commit",
+                                    "git_dirty", "cpu_count", "cpu_model", "timestamp")}

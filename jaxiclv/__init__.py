@@ -1,12 +1,19 @@
 """jaxiclv: Integrated Choice and Latent Variable models by simulated maximum likelihood in JAX.
 
 Importing jaxiclv switches JAX to float64 (``jax_enable_x64``); float32 is an explicit option
-(``estimate(..., dtype=jnp.float32)``).
+(``estimate(..., dtype=jnp.float32)``). It also turns on JAX's persistent compilation cache
+(:mod:`jaxiclv._cache`: ``JAXICLV_COMPILATION_CACHE=off`` before the import, or
+``compilation_cache(None)``, turns it off).
 """
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
+
+from ._cache import compilation_cache, default_cache_dir  # noqa: E402
+from ._cache import _configure_on_import  # noqa: E402
+
+_configure_on_import()
 
 from ._choice import AbstractChoice, BinaryProbit, MultinomialLogit, NestedLogit  # noqa: E402
 from ._component import AbstractComponent, AbstractEquation, autodiff_vjp  # noqa: E402
@@ -42,7 +49,7 @@ __all__ = [
     "MultinomialLogit", "NestedLogit", "NormalIndicators", "OrderedLogit", "OrderedMeasurement",
     "OrderedProbit", "PULLBACKS", "Panel", "PanelArrays", "ParameterSpace", "Problem",
     "PseudoRandom", "Results", "Simulated", "Sobol", "Status", "Structural", "TestResult",
-    "Utility", "autodiff_vjp", "check_gradient", "covariance", "delta_method", "elasticities",
+    "Utility", "autodiff_vjp", "check_gradient", "compilation_cache", "covariance", "default_cache_dir", "delta_method", "elasticities",
     "estimate", "hessian", "individual_loglik", "loglik_and_grad",
     "loglik_and_grad_per_individual", "loglik_per_individual", "lr_test", "make_draws",
     "posterior", "predict", "set_values", "share", "shares", "simulate", "simulated_loglik",

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["Halton", "Sobol", "MLHS", "PseudoRandom", "make_draws"]
+__all__ = ["Halton", "Sobol", "MLHS", "PseudoRandom", "make_draws", "default_draws"]
 
 # Uniform points are kept inside (tiny, 1 - epsneg) before the inverse normal CDF, so that a
 # point exactly on 0 or 1 could never become an infinite draw. The generators below never
@@ -154,6 +154,11 @@ class PseudoRandom:
                                                       self.antithetic)
         return _with_antithetic(np.random.default_rng(self.seed).standard_normal(
             (n_individuals, n_draws, n_dims)), self.antithetic)
+
+
+def default_draws(draws):
+    """``draws``, or the default generator, ``Halton(100, seed=0)``, for ``None``."""
+    return Halton(100, seed=0) if draws is None else draws
 
 
 def make_draws(draws, n_individuals: int, n_dims: int,

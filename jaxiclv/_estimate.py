@@ -1,14 +1,19 @@
 """Estimation: maximise the simulated log-likelihood, then compute the Hessian and the
 covariance of the estimates.
 
-Optimisers: ``"lbfgs"`` (optax's L-BFGS with a zoom line search, the default) and
-``"trust-exact"`` (scipy's exact-Hessian trust region, fed the jitted gradient and Hessian:
-fewer iterations, each costing one Hessian).
+Optimisers: ``"trust-exact"`` (the default: Newton's method in a trust region, scipy's
+``trust-exact`` fed the jitted gradient and the exact Hessian; it stops when the Newton
+decrement, which does not depend on the parameters' units, is small) and ``"lbfgs"`` (optax's
+L-BFGS with a zoom line search; it stops on the relative gradient, which does). Newton needs
+a Hessian per iteration, but few iterations, and the Hessian at the estimates is the one the
+standard errors use; L-BFGS needs many iterations where parameters are badly scaled (1,443 on
+Apollo's drug-choice study against Newton's 8).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import time
 import warnings
@@ -21,7 +26,7 @@ import optax
 from scipy import optimize
 
 from ._data import Panel
-from ._draws import Halton
+from ._draws import default_draws
 from ._hessian import HESSIANS, SymmetricHessian, symmetrize
 from ._inference import COVARIANCES, check_clusters, covariance
 from ._model import ICLV
@@ -43,8 +48,32 @@ class EstimationError(RuntimeError):
         self.results = results
 
 
+logger = logging.getLogger("jaxiclv")
+
+
 def _progress_to_stderr(iteration: int, llf: float, gradient_norm: float) -> None:
     sys.stderr.write(f"iteration {iteration:5d}   LL {llf:.6f}   max|grad| {gradient_norm:.3e}\n")
+
+
+def _stages(to_stderr: bool):
+    """Where the stages of an estimation (compiling, then each step) are announced: the
+    ``jaxiclv`` logger (INFO), and stderr with ``progress=True``."""
+    def stage(text: str) -> None:
+        logger.info(text)
+        if to_stderr:
+            sys.stderr.write(text + "\n")
+    return stage
+
+
+def _announced(stage, what: str, fn):
+    """``fn()``, announced as the compilation of ``what`` (its first call for these shapes
+    compiles, or reads the compilation cache), with the seconds it took."""
+    stage(f"compiling {what}, unless this process or the compilation cache has it for these "
+          f"shapes...")
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    stage(f"{what}: ready in {time.perf_counter() - start:.1f} s")
+    return out
 
 
 def _relative_gradient(grad, theta, llf) -> float:
@@ -66,7 +95,7 @@ def _lbfgs_step(space, data, draws, theta, state, gradient, chunk_size):
     return optax.apply_updates(theta, updates), state, value, grad
 
 
-def _lbfgs(problem: Problem, max_iter, gtol, report, every):
+def _lbfgs(problem: Problem, max_iter, gtol, report, every, stage):
     n = problem.panel.n_individuals
     step = functools.partial(_lbfgs_step, problem.space, problem.data, problem.draws,
                              gradient=problem.gradient, chunk_size=problem.chunk_size)
@@ -74,7 +103,11 @@ def _lbfgs(problem: Problem, max_iter, gtol, report, every):
     state = _SOLVER.init(theta)
     history, status, stall = [], Status.MAX_ITERATIONS, 0
     for iteration in range(1, max_iter + 1):
-        new_theta, state, value, grad = step(theta, state)
+        if iteration == 1:
+            new_theta, state, value, grad = _announced(stage, "the L-BFGS step",
+                                                       lambda: step(theta, state))
+        else:
+            new_theta, state, value, grad = step(theta, state)
         llf, grad = -float(value) * n, -np.asarray(grad) * n  # LL and its gradient at theta
         history.append(llf)
         if report and (iteration % every == 0 or iteration == 1):
@@ -91,7 +124,7 @@ def _lbfgs(problem: Problem, max_iter, gtol, report, every):
             status = Status.STALLED
             break
         theta = new_theta
-    return theta, status, history, iteration
+    return theta, status, history, iteration, None
 
 
 class _HessianFailed(Exception):
@@ -102,60 +135,119 @@ class _HessianFailed(Exception):
         self.theta = theta
 
 
-def _trust_exact(problem: Problem, max_iter, gtol, report, every, hessian_method):
+def _newton_decrement(grad, hess) -> float:
+    """``g' (-H)^-1 g``: twice the gain in LL that a Newton step predicts. Unlike the gradient
+    it does not depend on the parameters' units (it is invariant under ``theta -> A theta``);
+    ``inf`` where ``-H`` is not positive definite (not near a maximum). Solved in the
+    correlation form of ``-H`` (scaled by its diagonal), which a badly scaled model needs."""
+    diagonal = -np.diag(hess)
+    if not np.all(diagonal > 0):
+        return float("inf")
+    scale = 1.0 / np.sqrt(diagonal)
+    try:
+        factor = np.linalg.cholesky(-hess * scale[:, None] * scale[None, :])
+    except np.linalg.LinAlgError:
+        return float("inf")
+    half = np.linalg.solve(factor, grad * scale)
+    return float(half @ half)
+
+
+def _newton_converged(llf, grad, theta, hess, gtol, eps) -> tuple[bool, str]:
+    """Converged when the Newton decrement ``g'(-H)^-1 g`` is at most
+    ``max(gtol^2, eps) max(|LL|, 1)`` (the relative gradient's tolerance squared, as both are
+    first-order small; no tighter than the precision ``eps`` of the computation allows); where
+    ``-H`` is not positive definite (an unidentified direction), when the relative gradient is
+    at most ``gtol``. ``(converged, what was measured)``."""
+    relative = _relative_gradient(grad, theta, llf)
+    decrement = _newton_decrement(grad, hess)
+    if np.isfinite(decrement):
+        tolerance = max(gtol ** 2, eps) * max(abs(llf), 1.0)
+        return (decrement <= tolerance,
+                f"Newton decrement g'(-H)^-1 g {decrement:.2e} (tolerance {tolerance:.1e}); "
+                f"relative gradient {relative:.2e}")
+    return (relative <= gtol,
+            f"relative gradient {relative:.2e} (tolerance {gtol:.0e}; -H is not positive "
+            f"definite there, so the Newton decrement is not defined)")
+
+
+STALL_ITERATIONS = 5
+
+
+def _trust_exact(problem: Problem, max_iter, gtol, report, every, hessian_method, stage):
+    """Newton's method in a trust region (scipy's ``trust-exact``) with the exact Hessian;
+    every Hessian comes with the LL, gradient and scores of its point in one compiled call
+    (:meth:`Problem.second_order`), and the one at the estimates is handed back for the
+    standard errors."""
     n = problem.panel.n_individuals
-    history, evaluated, completed = [], {}, []  # evaluated: theta bytes -> (LL, gradient)
+    eps = float(jnp.finfo(problem.dtype).eps)
+    history: list[float] = []  # LL after each iteration
+    at_point: dict = {}  # theta bytes -> (LL, gradient, scores, Hessian), the last point only
 
     def fun(theta):
         llf, grad = problem.loglik_and_grad(jnp.asarray(theta))
-        llf, grad = float(llf), np.asarray(grad)
-        evaluated.clear()
-        evaluated[theta.tobytes()] = (llf, grad)
-        history.append(llf)
-        if report and (len(history) % every == 0 or len(history) == 1):
-            report(len(history), llf, float(np.max(np.abs(grad))))
-        return -llf / n, -grad / n
+        return -float(llf) / n, -np.asarray(grad) / n
 
-    def hess(theta):
-        try:
-            matrix = symmetrize(problem.hessian(jnp.asarray(theta), hessian_method), hessian_method)
-        except FloatingPointError as error:  # non-finite or asymmetric: stop, keep the point
+    def second_order(theta):
+        key = theta.tobytes()
+        if key not in at_point:
+            call = lambda: problem.second_order(jnp.asarray(theta, dtype=problem.dtype),
+                                                hessian_method)
+            first = not at_point and not history
+            at_point.clear()
+            at_point[key] = tuple(map(np.asarray, _announced(
+                stage, f"the {hessian_method} Hessian with the scores", call) if first
+                else call()))
+        return at_point[key]
+
+    def symmetric(theta):
+        try:  # non-finite or asymmetric: stop, keep the point
+            return symmetrize(second_order(theta)[3], hessian_method).matrix
+        except FloatingPointError as error:
             raise _HessianFailed(theta) from error
-        return -matrix.matrix / n
 
-    def converged(intermediate_result):
-        completed.append(None)  # one per iteration
+    def converged(intermediate_result):  # after each iteration
         theta = intermediate_result.x
-        if theta.tobytes() not in evaluated:
-            fun(theta)
-        llf, grad = evaluated[theta.tobytes()]
-        if _relative_gradient(grad, theta, llf) <= gtol:
+        llf, grad = second_order(theta)[:2]
+        history.append(float(llf))
+        if report and (len(history) % every == 0 or len(history) == 1):
+            report(len(history), float(llf), float(np.max(np.abs(grad))))
+        if _newton_converged(float(llf), grad, theta, symmetric(theta), gtol, eps)[0]:
+            raise StopIteration
+        # stalled: no gain beyond rounding in the last STALL_ITERATIONS iterations
+        if (len(history) > STALL_ITERATIONS and history[-1] - history[-1 - STALL_ITERATIONS]
+                <= 10 * eps * max(abs(history[-1]), 1.0)):
             raise StopIteration
 
     try:
-        out = optimize.minimize(fun, np.asarray(problem.theta0), jac=True, hess=hess,
+        out = optimize.minimize(fun, np.asarray(problem.theta0), jac=True,
+                                hess=lambda theta: -symmetric(theta) / n,
                                 method="trust-exact", callback=converged,
                                 options={"maxiter": max_iter, "gtol": 0.0})
         x, iterations, failed = out.x, int(out.nit), False
     except _HessianFailed as stop:
-        x, iterations, failed = stop.theta, len(completed), True
-    theta = jnp.asarray(x, dtype=problem.dtype)
-    llf, grad = problem.loglik_and_grad(theta)
-    if not (np.isfinite(float(llf)) and np.all(np.isfinite(np.asarray(grad)))):
+        x, iterations, failed = stop.theta, len(history), True
+    x = np.asarray(x)
+    llf, grad, scores, raw = second_order(x)
+    if not (np.isfinite(float(llf)) and np.all(np.isfinite(grad))):
         status = Status.NON_FINITE
     elif failed:
         status = Status.HESSIAN_FAILED
-    elif _relative_gradient(np.asarray(grad), x, float(llf)) <= gtol:
-        status = Status.CONVERGED
-    elif iterations >= max_iter:
-        status = Status.MAX_ITERATIONS
     else:
-        status = Status.STALLED
-    return theta, status, history, iterations
+        try:
+            matrix = symmetric(x)
+        except _HessianFailed:
+            status = Status.HESSIAN_FAILED
+        else:
+            if _newton_converged(float(llf), grad, x, matrix, gtol, eps)[0]:
+                status = Status.CONVERGED
+            else:
+                status = Status.MAX_ITERATIONS if iterations >= max_iter else Status.STALLED
+    return (jnp.asarray(x, dtype=problem.dtype), status, history, iterations,
+            (llf, grad, scores, raw))
 
 
 def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
-             optimizer: str = "lbfgs", max_iter: int = 2000, gtol: float = 1e-6,
+             optimizer: str = "trust-exact", max_iter: int = 2000, gtol: float = 1e-6,
              gradient: str = "analytic", hessian: str = "structured", cov_type: str = "robust",
              clusters=None, finite_sample: bool = False, compare_hessians: bool = False,
              chunk_size: int | str | None = "auto", dtype=jnp.float64, start=None,
@@ -170,11 +262,15 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
     draws: a draw generator (default ``Halton(100, seed=0)``) or an ``(N, R, D)`` array of
         standard normals.
     fixed: names of parameters held at their starting values (beyond the normalisations).
-    optimizer: ``"lbfgs"`` (default) or ``"trust-exact"`` (Newton trust region with the
-        exact Hessian).
+    optimizer: ``"trust-exact"`` (default: Newton's method in a trust region with the exact
+        Hessian of ``hessian``) or ``"lbfgs"``.
     max_iter: iteration limit.
-    gtol: convergence when the relative gradient
-        ``max_p |g_p| max(|theta_p|, 1) / max(|LL|, 1)`` falls to ``gtol`` or below.
+    gtol: convergence tolerance. Newton: the Newton decrement ``g'(-H)^-1 g`` (twice the
+        gain in LL a Newton step predicts; the parameters' units do not change it) at most
+        ``max(gtol^2, eps) max(|LL|, 1)`` (``eps`` of ``dtype``), or where ``-H`` is not
+        positive definite the relative gradient at most ``gtol``; it stops as stalled when five
+        iterations gain nothing beyond rounding. L-BFGS: the relative gradient
+        ``max_p |g_p| max(|theta_p|, 1) / max(|LL|, 1)`` at most ``gtol``.
     gradient: ``"analytic"`` (hand-derived, default), ``"autodiff"`` or ``"finite-difference"``;
         used by the optimiser, the Hessian and the scores.
     hessian: ``"structured"`` (default: exact, assembled from per-draw scores and the sparse
@@ -224,20 +320,25 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
             clusters = np.array([clusters[i] for i in panel.ids])
         clusters = check_clusters(clusters, panel.n_individuals)
     started = time.perf_counter()
+    draws = default_draws(draws)
     report = _progress_to_stderr if progress is True else (progress or None)
+    stage = _stages(progress is True)
     fit = functools.partial(_maximise, panel=panel, fixed=fixed, chunk_size=chunk_size,
                             dtype=dtype, gradient=gradient, optimizer=optimizer,
                             max_iter=max_iter, gtol=gtol, report=report, every=progress_every,
-                            hessian=hessian)
-    model, start_description = _starting_values(model, start, fit, draws)
-    problem, theta, status, history, iterations, llf_start = fit(model, draws=draws)
-    llf, grad = problem.loglik_and_grad(theta)
+                            hessian=hessian, stage=stage)
+    model, start_description = _starting_values(model, start, fit, draws, fixed)
+    problem, theta, status, history, iterations, at_estimate, llf_start = fit(model, draws=draws)
+    if at_estimate is None:
+        at_estimate = tuple(map(np.asarray, _announced(
+            stage, f"the {hessian} Hessian with the scores",
+            lambda: problem.second_order(theta, hessian))))
+    llf, grad, scores, raw = at_estimate
     llf, grad = float(llf), np.asarray(grad)
-    hess, scores, covariances, cov_messages, status = _inference(
-        problem, theta, hessian, clusters, finite_sample, status)
+    hess, covariances, cov_messages, status = _inference(
+        problem, raw, scores, hessian, clusters, finite_sample, status)
     cov_message = cov_messages[cov_type]
-    message = (f"{status.value}; relative gradient {_relative_gradient(grad, np.asarray(theta), llf):.2e}"
-               f" (tolerance {gtol:.0e})")
+    message = f"{status.value}; {_convergence(optimizer, llf, grad, np.asarray(theta), hess, gtol)}"
     if status in (Status.MAX_ITERATIONS, Status.STALLED, Status.NON_FINITE):
         warnings.warn(f"the estimation did not converge: {message}", RuntimeWarning,
                       stacklevel=2)
@@ -273,34 +374,48 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
         natural_names=natural_names,
         natural_estimates=natural_values, natural_jacobian=natural_jacobian,
         hessian_comparison=comparison, missing_answers=missing, problem=problem,
-        draws=None if isinstance(draws, np.ndarray | jax.Array) else draws or Halton(100))
+        draws=None if isinstance(draws, np.ndarray | jax.Array) else draws)
     if throw and status is not Status.CONVERGED:
         raise EstimationError(f"{message}; {cov_message}" if cov_message else message, results)
     return results
 
 
 def _maximise(model, *, panel, draws, fixed, chunk_size, dtype, gradient, optimizer, max_iter,
-              gtol, report, every, hessian):
-    """``(problem, theta, status, history, iterations, LL at the start)``: the optimiser's
-    run from the model's values. A log-likelihood that is not finite at the start raises."""
+              gtol, report, every, hessian, stage):
+    """``(problem, theta, status, history, iterations, (LL, gradient, scores, Hessian) at theta
+    or None, LL at the start)``: the optimiser's run from the model's values. A
+    log-likelihood that is not finite at the start raises."""
     problem = Problem(model, panel, draws, fixed, chunk_size, dtype, gradient)
     if not problem.space.names:
         raise ValueError("every parameter is fixed: there is nothing to estimate (to evaluate "
                          "the log-likelihood at these values, use Problem(...).loglik)")
-    llf_start = float(problem.loglik(problem.theta0))
+    stage(f"{problem.space.size} parameters, {panel.n_individuals} individuals x "
+          f"{problem.draws.shape[1]} draws, blocks of {problem.chunk_size or panel.n_individuals}"
+          f" individuals")
+    llf_start = float(_announced(  # the optimiser's own program
+        stage, "the log-likelihood and its gradient",
+        lambda: problem.loglik_and_grad(problem.theta0))[0])
     if not np.isfinite(llf_start):
         raise FloatingPointError(
             f"the log-likelihood at the starting values is {llf_start}: "
             f"{problem.explain_nonfinite(problem.theta0) or 'its sum over individuals overflows'}"
             f"; choose other starting values or check the data")
     if optimizer == "lbfgs":
-        run = _lbfgs(problem, max_iter, gtol, report, every)
+        run = _lbfgs(problem, max_iter, gtol, report, every, stage)
     else:
-        run = _trust_exact(problem, max_iter, gtol, report, every, hessian)
+        run = _trust_exact(problem, max_iter, gtol, report, every, hessian, stage)
     return (problem, *run, llf_start)
 
 
-def _sequential_start(model, fit, draws):
+def _convergence(optimizer, llf, grad, theta, hess, gtol) -> str:
+    """What the optimiser's stopping rule measured at the estimates."""
+    if optimizer == "trust-exact" and np.all(np.isfinite(hess.matrix)):
+        eps = float(np.finfo(theta.dtype).eps)
+        return _newton_converged(llf, grad, theta, hess.matrix, gtol, eps)[1]
+    return f"relative gradient {_relative_gradient(grad, theta, llf):.2e} (tolerance {gtol:.0e})"
+
+
+def _sequential_start(model, fit, draws, fixed):
     """The measurement and structural model on their own (a MIMIC model), then the choice
     model with the latent variables' distribution (and every parameter already estimated)
     held at those estimates: ``(model at both steps' estimates, what happened)``."""
@@ -312,11 +427,11 @@ def _sequential_start(model, fit, draws):
     mimic_draws = draws
     if isinstance(draws, np.ndarray | jax.Array):  # the latent variables' dimensions come first
         mimic_draws = np.asarray(draws)[:, :, :model.latent.n_draw_dims]
-    user_fixed = set(fixed_names(fit.keywords["fixed"]))
+    user_fixed = set(fixed_names(fixed))
 
     def run(step, step_draws, held):
         names = set(ParameterSpace.from_model(step).names)
-        problem, theta, status, _, iterations, _ = fit(
+        problem, theta, status, _, iterations, _, _ = fit(
             step, draws=step_draws, fixed=[*held, *(user_fixed & names)])
         estimated = problem.space.unflatten(theta)
         return (ParameterSpace.from_model(estimated).values(estimated),
@@ -332,12 +447,12 @@ def _sequential_start(model, fit, draws):
             f"choice model given them ({second_report})")
 
 
-def _starting_values(model, start, fit, draws):
+def _starting_values(model, start, fit, draws, fixed):
     """``(model at the starting values, how they were chosen)``."""
     if start is None:
         return model, "the model's values"
     if isinstance(start, str) and start == "sequential":
-        return _sequential_start(model, fit, draws)
+        return _sequential_start(model, fit, draws, fixed)
     if isinstance(start, Results):
         mine = set(ParameterSpace.from_model(model).names) | set(model.fixed_labels())
         shared = {k: v for k, v in start.params.items() if k in mine}
@@ -356,27 +471,26 @@ def _describe_draws(draws, shape) -> str:
         return "none (the model has no random terms)"
     if isinstance(draws, np.ndarray | jax.Array):
         return f"{shape[1]} per individual, a user-supplied array {tuple(shape)}"
-    return f"{shape[1]} per individual, {Halton(100) if draws is None else draws!r}"
+    return f"{shape[1]} per individual, {draws!r}"
 
 
-def _inference(problem: Problem, theta, method: str, clusters, finite_sample: bool,
+def _inference(problem: Problem, raw, scores, method: str, clusters, finite_sample: bool,
                status: Status):
-    """``(Hessian, scores, covariances, messages, status)`` at ``theta``, every covariance
-    type (cluster only with ``clusters``); a Hessian that is not finite or not symmetric gives
-    NaN standard errors and ``Status.HESSIAN_FAILED`` (after a converged optimiser; another
-    status stays), never an exception that would lose the estimates."""
-    scores = np.asarray(problem.scores(theta))
-    raw = np.asarray(problem.hessian(theta, method))  # its dtype sets the asymmetry tolerance
+    """``(Hessian, covariances, messages, status)`` from the unsymmetrised Hessian ``raw`` and
+    the scores at the estimates, every covariance type (cluster only with ``clusters``); a
+    Hessian that is not finite or not symmetric gives NaN standard errors and
+    ``Status.HESSIAN_FAILED`` (after a converged optimiser; another status stays), never an
+    exception that would lose the estimates."""
     kinds = [k for k in COVARIANCES if k != "cluster" or clusters is not None]
     try:
-        hess = symmetrize(raw, method)
+        hess = symmetrize(raw, method)  # the raw dtype sets the asymmetry tolerance
     except FloatingPointError as error:
         hess = SymmetricHessian(raw.astype(np.float64), method, float("nan"))
         nan = np.full(raw.shape, np.nan)
         failed = Status.HESSIAN_FAILED if status is Status.CONVERGED else status
-        return (hess, scores, dict.fromkeys(kinds, nan),
+        return (hess, dict.fromkeys(kinds, nan),
                 dict.fromkeys(kinds, f"{error}; no standard errors"), failed)
     out = {kind: covariance(hess.matrix, scores, kind, problem.space.names, clusters,
                             finite_sample) for kind in kinds}
-    return (hess, scores, {k: cov for k, (cov, _) in out.items()},
+    return (hess, {k: cov for k, (cov, _) in out.items()},
             {k: message for k, (_, message) in out.items()}, status)

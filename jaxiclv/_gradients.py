@@ -32,7 +32,8 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
 from ._data import PanelArrays
-from ._likelihood import check_inputs, map_individuals, simulated_loglik
+from ._individuals import for_each_individual
+from ._likelihood import check_inputs, simulated_loglik
 
 __all__ = ["individual_loglik_and_grad", "loglik_and_grad_per_individual", "loglik_and_grad",
            "simulated_loglik_analytic"]
@@ -52,10 +53,8 @@ def loglik_and_grad_per_individual(model, data: PanelArrays, draws: Float[Array,
     """``(LL_i (N,), per-individual gradients)``: a model-shaped pytree whose leaves have a
     leading axis of size N (the scores for BHHH and robust standard errors)."""
     check_inputs(model, data, draws)
-    individual = lambda x, eta: individual_loglik_and_grad(model, x, eta, pullbacks)
-    if chunk_size is None:
-        return jax.vmap(individual)(data, draws)
-    return map_individuals(lambda xe: individual(*xe), (data, draws), chunk_size)
+    return for_each_individual(lambda x, eta: individual_loglik_and_grad(model, x, eta, pullbacks),
+                               data, draws, chunk_size)
 
 
 def loglik_and_grad(model, data: PanelArrays, draws: Float[Array, "N R D"],

@@ -17,7 +17,7 @@
 The perturbed gradients are evaluated in batched, vmapped calls (``jax.lax.map`` with
 ``batch_size``), never a Python loop. A batch of directions multiplies the working set of the
 gradient by ``batch_size``, so the gradient inside it runs over blocks of
-:func:`chunk_size_for_directions` individuals: as many (individual, direction) pairs at a time
+:func:`jaxiclv._individuals.chunk_size_for_directions` individuals: as many (individual, direction) pairs at a time
 as a gradient block has individuals. Each step is made exactly representable
 (``h = (theta + h) - theta``). Finite-difference Hessians are symmetrised and their asymmetry
 before symmetrising is reported; an exact (``structured``, ``jacfwd``) Hessian whose asymmetry
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["HESSIANS", "EXACT_HESSIANS", "hessian", "directional_derivatives",
-           "chunk_size_for_directions", "symmetrize",
+           "symmetrize",
            "HessianAsymmetryError", "HessianComparison",
            "compare_hessians"]
 
@@ -56,16 +56,6 @@ def finite_difference_steps(theta, power):
     """``h_p = eps^power max(|theta_p|, 1)``, made exactly representable: ``(theta + h) - theta``."""
     raw = jnp.finfo(theta.dtype).eps ** power * jnp.maximum(jnp.abs(theta), 1.0)
     return (theta + raw) - theta
-
-
-def chunk_size_for_directions(chunk_size: int | None, batch_size: int) -> int | None:
-    """Individuals per block for a gradient evaluated along ``batch_size`` directions (or at
-    ``batch_size`` perturbed points) at once (pass the number actually in flight, at most the
-    number of directions): ``chunk_size // batch_size``, at least 1, so that
-    a block holds as many per-draw terms as a gradient block; ``None`` (one pass) stays ``None``.
-    Measured at the reference size (328 x 100, 219 parameters, 2-core CPU): the jacfwd Hessian
-    took 2.7 s with 32 directions over blocks of 40 individuals, 1.2 s over blocks of 1."""
-    return None if chunk_size is None else max(1, chunk_size // batch_size)
 
 
 def directional_derivatives(f, theta: jax.Array, tangents: jax.Array, batch_size: int = 32):

@@ -2,10 +2,10 @@
 
 ``LL = sum_i log( (1/R) sum_r exp(log L_ir) )``: :meth:`ICLV.draw_logliks` gives ``log L_ir``
 for one individual at its draws; here it is averaged over the draws in log space
-(``logsumexp - log R``) and mapped over individuals, either all at once (``chunk_size=None``)
-or ``chunk_size`` individuals at a time (``jax.lax.map``, checkpointed), which bounds memory
-at ``O(chunk_size * R)`` per-draw terms, also under ``jax.grad``, and keeps the working set in
-cache.
+(``logsumexp - log R``) and mapped over individuals (:mod:`jaxiclv._individuals`), either all
+at once (``chunk_size=None``) or ``chunk_size`` individuals at a time (``jax.lax.map``,
+checkpointed), which bounds memory at ``O(chunk_size * R)`` per-draw terms, also under
+``jax.grad``, and keeps the working set in cache.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
 from ._data import PanelArrays
+from ._individuals import for_each_individual
 
-__all__ = ["individual_loglik", "loglik_per_individual", "simulated_loglik", "map_individuals",
-           "sum_over_chunks", "check_inputs"]
+__all__ = ["individual_loglik", "loglik_per_individual", "simulated_loglik", "check_inputs"]
 
 
 def check_inputs(model, data: PanelArrays, draws) -> None:
@@ -35,39 +35,6 @@ def check_inputs(model, data: PanelArrays, draws) -> None:
                          f"{jnp.shape(draws)}")
 
 
-def map_individuals(f, xs, chunk_size: int):
-    """``jax.lax.map(f, xs, batch_size=chunk_size)``, checkpointed (reverse-mode
-    differentiation keeps one chunk's intermediates, not all), and tolerant of zero-size
-    output leaves (an LV without covariates has a ``(L, 0)`` gradient), on which ``lax.map``'s
-    batching divides by zero."""
-    n = jax.tree.leaves(xs)[0].shape[0]
-    shapes, treedef = jax.tree.flatten(jax.eval_shape(f, jax.tree.map(lambda a: a[0], xs)))
-    keep = [shape.size > 0 for shape in shapes]
-    kept = jax.checkpoint(lambda x: [v for v, k in zip(jax.tree.leaves(f(x)), keep) if k])
-    mapped = iter(jax.lax.map(kept, xs, batch_size=chunk_size))
-    return jax.tree.unflatten(treedef, [next(mapped) if k else jnp.zeros((n, *s.shape), s.dtype)
-                                        for s, k in zip(shapes, keep)])
-
-
-def sum_over_chunks(f, xs, chunk_size: int | None):
-    """``sum_b f(xs_b)`` over blocks ``xs_b`` of ``chunk_size`` individuals (the leading axis of
-    every leaf of ``xs``), accumulated with ``jax.lax.scan``: memory is that of one block,
-    however many individuals. ``f`` maps a block to a pytree of sums; ``None``: one block."""
-    n = jax.tree.leaves(xs)[0].shape[0]
-    if chunk_size is None or chunk_size >= n:
-        return f(xs)
-    n_full = n // chunk_size * chunk_size
-    blocks = jax.tree.map(lambda a: a[:n_full].reshape(n // chunk_size, chunk_size, *a.shape[1:]),
-                          xs)
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                         jax.eval_shape(f, jax.tree.map(lambda a: a[0], blocks)))
-    add = lambda total, block: (jax.tree.map(jnp.add, total, f(block)), None)
-    total = jax.lax.scan(add, zeros, blocks)[0]
-    if n_full == n:
-        return total
-    return jax.tree.map(jnp.add, total, f(jax.tree.map(lambda a: a[n_full:], xs)))
-
-
 def individual_loglik(model, x: PanelArrays, eta: Float[Array, "R D"]) -> Float[Array, ""]:
     """``log((1/R) sum_r L_ir)`` for one individual."""
     log_l = model.draw_logliks(x, eta)  # (R,)
@@ -78,9 +45,8 @@ def loglik_per_individual(model, data: PanelArrays, draws: Float[Array, "N R D"]
                           chunk_size: int | None = None) -> Float[Array, " N"]:
     """The simulated log-likelihood of every individual, shape ``(N,)``."""
     check_inputs(model, data, draws)
-    if chunk_size is None:
-        return jax.vmap(individual_loglik, in_axes=(None, 0, 0))(model, data, draws)
-    return map_individuals(lambda xe: individual_loglik(model, *xe), (data, draws), chunk_size)
+    return for_each_individual(lambda x, eta: individual_loglik(model, x, eta), data, draws,
+                               chunk_size)
 
 
 def simulated_loglik(model, data: PanelArrays, draws: Float[Array, "N R D"],

@@ -194,6 +194,45 @@ class ICLV(eqx.Module):
                                               self._inputs(self.choice, lv, eta))
         return lv, jnp.stack(terms) if terms else jnp.zeros((0, eta.shape[0]), eta.dtype), utilities
 
+    @property
+    def item_rows(self) -> tuple[str, ...]:
+        """What :meth:`draw_item_logliks` returns, row by row: each indicator of a block that
+        drops missing answers (the built-in ones), each other block (named by its
+        indicators), and ``"choice"``."""
+        rows = []
+        for k, block in enumerate(self.measurement):
+            rows += (list(block.indicators) if block.drops_missing
+                     else [f"measurement block {k + 1} ({', '.join(block.indicators)})"])
+        return (*rows, *(["choice"] if self.choice is not None else []))
+
+    def draw_item_logliks(self, x: PanelArrays, eta: Float[Array, "R D"]) -> Float[Array, "K R"]:
+        """Each row of :attr:`item_rows` on its own at each draw: an indicator is its block
+        with the block's other items dropped, as missing answers are; the choice model is all
+        the individual's tasks."""
+        lv = self._latent(x, eta)  # (L, R)
+        out = []
+        for block in self.measurement:
+            values, covariates = block.data(x)
+            inputs = self._inputs(block, lv, eta)
+            if block.drops_missing:
+                items = jnp.arange(values.shape[0])
+                out.append(jax.vmap(lambda k: block.forward(
+                    (jnp.where(items == k, values, jnp.nan), covariates), inputs))(items))
+            else:
+                out.append(block.forward((values, covariates), inputs)[None])
+        if self.choice is not None:
+            out.append(self.choice.forward(self.choice.data(x),
+                                           self._inputs(self.choice, lv, eta))[None])
+        return jnp.concatenate(out)
+
+    def draw_probabilities(self, x: PanelArrays, eta: Float[Array, "R D"]) -> Float[Array, "T K R"]:
+        """``P(choice_t = k)`` of every task and outcome at each draw (the choice model's
+        :meth:`~jaxiclv.AbstractChoice.probabilities`)."""
+        choice = self.choice
+        attributes, _, available, _ = choice.data(x)
+        utility = choice.utilities(attributes, self._inputs(choice, self._latent(x, eta), eta))
+        return choice.probabilities(utility, available)
+
     def describe(self, component: AbstractComponent) -> str:
         """The component in words, with the values of its parameters."""
         inner = getattr(component, "utility", getattr(component, "index", None))

@@ -40,7 +40,7 @@ from jax.scipy.special import logsumexp
 from scipy import stats
 
 from ._data import Panel
-from ._likelihood import map_individuals
+from ._individuals import for_each_individual
 from ._problem import Problem
 
 __all__ = ["delta_method", "wtp", "posterior", "predict", "shares", "elasticities", "lr_test",
@@ -69,13 +69,21 @@ def _named(result, theta) -> _Parameters:
     return values
 
 
-def _inference_table(values, jacobian, cov, index, alpha) -> pd.DataFrame:
-    se = np.sqrt(np.einsum("ip,pq,iq->i", jacobian, cov, jacobian))
+def _inference_table(values, se, index, alpha, interval=None) -> pd.DataFrame:
+    """estimate, std err, t, p and the ``1 - alpha`` interval (default: normal,
+    ``estimate -/+ z se``)."""
     t = values / se
-    half = stats.norm.ppf(1.0 - alpha / 2.0) * se
+    if interval is None:
+        half = stats.norm.ppf(1.0 - alpha / 2.0) * se
+        interval = values - half, values + half
     return pd.DataFrame({"estimate": values, "std err": se, "t": t,
-                         "p": 2.0 * stats.norm.sf(np.abs(t)), "lower": values - half,
-                         "upper": values + half}, index=index)
+                         "p": 2.0 * stats.norm.sf(np.abs(t)), "lower": interval[0],
+                         "upper": interval[1]}, index=index)
+
+
+def _delta_se(jacobian, cov) -> np.ndarray:
+    """``sqrt(diag(J V J'))``."""
+    return np.sqrt(np.einsum("ip,pq,iq->i", jacobian, cov, jacobian))
 
 
 def delta_method(result, f: Callable[[Mapping[str, jax.Array]], object],
@@ -104,7 +112,7 @@ def delta_method(result, f: Callable[[Mapping[str, jax.Array]], object],
     jacobian = np.asarray(jax.jacfwd(flat)(theta))
     index = keys if keys is not None else (["value"] if np.ndim(outputs) == 0
                                             else [f"value[{i}]" for i in range(values.size)])
-    return _inference_table(values, jacobian, cov, index, alpha)
+    return _inference_table(values, _delta_se(jacobian, cov), index, alpha)
 
 
 def wtp(result, numerator: str | Sequence[str], denominator: str,
@@ -137,10 +145,8 @@ def _evaluate(problem, f, theta, extra=()):
 
 @functools.partial(jax.jit, static_argnames=("chunk_size", "f"))
 def _mapped(space, theta, data, draws, chunk_size, f, extra=()):
-    g = functools.partial(f, space.unflatten(theta), extra)
-    if chunk_size is None:
-        return jax.vmap(g)(data, draws)
-    return map_individuals(lambda xe: g(*xe), (data, draws), chunk_size)
+    return for_each_individual(functools.partial(f, space.unflatten(theta), extra), data, draws,
+                               chunk_size)
 
 
 def _posterior_weights(model, x, eta):
@@ -205,11 +211,8 @@ def posterior(result, data: pd.DataFrame | Panel | None = None, draws=None,
 
 def _individual_probabilities(model, _, x, eta):
     """``(unconditional (T, K), conditional (T, K))`` choice probabilities."""
-    lv, w = _posterior_weights(model, x, eta)
-    choice = model.choice
-    attributes, _, available, _ = choice.data(x)
-    p = choice.probabilities(choice.utilities(attributes, model._inputs(choice, lv, eta)),
-                             available)  # (T, K, R)
+    _, w = _posterior_weights(model, x, eta)
+    p = model.draw_probabilities(x, eta)  # (T, K, R)
     return jnp.mean(p, axis=2), p @ w
 
 
@@ -302,7 +305,8 @@ def shares(result, data: pd.DataFrame | Panel | None = None, draws=None,
     labels = _outcome_labels(problem)
     if method == "delta":
         values, jacobian = _shares_and_jacobian(args[0], theta, *args[1:], problem.chunk_size)
-        return _inference_table(np.asarray(values), np.asarray(jacobian), cov, labels, alpha)
+        return _inference_table(np.asarray(values), _delta_se(np.asarray(jacobian), cov), labels,
+                                alpha)
     if not np.all(np.isfinite(cov)):
         raise ValueError("the covariance has NaN entries (an unidentified direction): "
                          "Krinsky-Robb draws need a finite covariance")
@@ -312,12 +316,8 @@ def shares(result, data: pd.DataFrame | Panel | None = None, draws=None,
                                    problem.chunk_size))
     drawn = np.asarray(_shares_of_draws(problem.space, jnp.asarray(thetas, problem.dtype),
                                         problem.data, problem.draws, problem.chunk_size))
-    se = drawn.std(axis=0, ddof=1)
-    lower, upper = np.quantile(drawn, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
-    t = values / se
-    return pd.DataFrame({"estimate": values, "std err": se, "t": t,
-                         "p": 2.0 * stats.norm.sf(np.abs(t)), "lower": lower, "upper": upper},
-                        index=labels)
+    return _inference_table(values, drawn.std(axis=0, ddof=1), labels, alpha,
+                            np.quantile(drawn, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0))
 
 
 @functools.partial(jax.jit, static_argnames=("chunk_size", "alternative", "column"))

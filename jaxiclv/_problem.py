@@ -25,17 +25,13 @@ import numpy as np
 import pandas as pd
 
 from ._data import Panel
-from ._draws import Halton, make_draws
+from ._draws import default_draws, make_draws
 from ._gradients import loglik_and_grad_per_individual, simulated_loglik_analytic
 from ._kernels import check_dtype
-from ._hessian import (
-    HESSIANS,
-    chunk_size_for_directions,
-    compare_hessians,
-    finite_difference_steps,
-    hessian,
-)
-from ._likelihood import individual_loglik, map_individuals, simulated_loglik
+from ._hessian import HESSIANS, compare_hessians, finite_difference_steps, hessian
+from ._individuals import (chunk_size_for_directions, for_each_individual, per_draw_width,
+                           resolve_chunk_size)
+from ._likelihood import individual_loglik, simulated_loglik
 from ._model import PULLBACKS
 from ._parameters import ParameterSpace
 from ._structured_hessian import structured_hessian
@@ -43,22 +39,6 @@ from ._structured_hessian import structured_hessian
 __all__ = ["Problem", "GRADIENTS", "central_difference_gradient", "objective", "check_gradient"]
 
 GRADIENTS = ("analytic", "autodiff", "finite-difference")
-
-# On CPU, blocks of about 40 individuals keep the per-draw arrays in cache: measured at the
-# reference size (328 x 100 x 219, 2 cores) the analytic gradient took 22-30 ms in blocks of
-# 10 to 80 individuals against 53 ms in one pass. Hessians push several directions through at
-# once, over smaller blocks (jaxiclv._hessian.chunk_size_for_directions).
-CPU_CHUNK_SIZE = 40
-
-
-def resolve_chunk_size(chunk_size, n_individuals: int) -> int | None:
-    """``"auto"``: blocks of ``CPU_CHUNK_SIZE`` individuals on CPU, one pass on accelerators."""
-    if chunk_size == "auto":
-        on_cpu = jax.default_backend() == "cpu"
-        return CPU_CHUNK_SIZE if on_cpu and n_individuals > CPU_CHUNK_SIZE else None
-    if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive integer, None or 'auto', got {chunk_size!r}")
-    return chunk_size
 
 
 def central_difference_gradient(f, theta, batch_size: int = 32):
@@ -120,14 +100,33 @@ def _scores(space, theta, data, draws, gradient, chunk_size, pullbacks):
     return data.weights[:, None] * scores
 
 
-@functools.partial(jax.jit, static_argnames=(*_static, "method", "batch_size"))
-def _hessian(space, theta, data, draws, gradient, chunk_size, pullbacks, method, batch_size):
+def _hessian_of(space, theta, data, draws, gradient, chunk_size, pullbacks, method, batch_size):
     if method == "structured":  # exact, from the components' pullbacks whatever the gradient
-        return structured_hessian(space, theta, data, draws, chunk_size, batch_size, pullbacks)
+        return structured_hessian(space, theta, data, draws, chunk_size, batch_size,
+                                  pullbacks)[2]
     gradient_of = jax.grad(objective, argnums=1)
     block = chunk_size_for_directions(chunk_size, min(batch_size, theta.shape[0]))
     return hessian(lambda t: gradient_of(space, t, data, draws, gradient, block, pullbacks),
                    theta, method, batch_size)
+
+
+_hessian = jax.jit(_hessian_of, static_argnames=(*_static, "method", "batch_size"))
+
+
+@functools.partial(jax.jit, static_argnames=(*_static, "method", "batch_size"))
+def _second_order(space, theta, data, draws, gradient, chunk_size, pullbacks, method,
+                  batch_size):
+    """``(LL, gradient, scores (N, P), Hessian)`` at ``theta``, one compiled program: with the
+    analytic gradient, the structured Hessian's per-draw scores give the rest on the way."""
+    if method == "structured" and gradient == "analytic":
+        loglik, gradients, hess = structured_hessian(space, theta, data, draws, chunk_size,
+                                                     batch_size, pullbacks)
+        scores = data.weights[:, None] * gradients
+        return jnp.sum(data.weights * loglik), jnp.sum(scores, axis=0), scores, hess
+    static = (gradient, chunk_size, pullbacks)
+    llf, grad = jax.value_and_grad(objective, argnums=1)(space, theta, data, draws, *static)
+    return (llf, grad, _scores(space, theta, data, draws, *static),
+            _hessian_of(space, theta, data, draws, *static, method, batch_size))
 
 
 @jax.jit
@@ -138,10 +137,7 @@ def _natural(space, theta):
 
 @functools.partial(jax.jit, static_argnames=("chunk_size",))
 def _diagnostics(space, theta, data, draws, chunk_size):
-    per_individual = space.unflatten(theta).draw_diagnostics
-    if chunk_size is None:
-        return jax.vmap(per_individual)(data, draws)
-    return map_individuals(lambda xe: per_individual(*xe), (data, draws), chunk_size)
+    return for_each_individual(space.unflatten(theta).draw_diagnostics, data, draws, chunk_size)
 
 
 def _first_bad(values: np.ndarray, mask: np.ndarray | None = None):
@@ -157,8 +153,8 @@ class Problem:
     ``loglik(theta)``, ``loglik_and_grad(theta)``, ``scores(theta)`` (per-individual gradients
     times the sampling weights, ``(N, P)``) and ``hessian(theta, method)`` (of the selected
     gradient) are jitted.
-    ``chunk_size``: individuals per block (``None``: all at once; ``"auto"``: see
-    :func:`resolve_chunk_size`). ``pullbacks``: ``"hand-derived"`` (default: the built-in
+    ``chunk_size``: individuals per block (``None``: all at once; ``"auto"``: as many as fit
+    the working-set budget, :func:`jaxiclv._individuals.auto_chunk_size`). ``pullbacks``: ``"hand-derived"`` (default: the built-in
     kernels' own, ``jax.vjp`` for user-written components) or ``"autodiff"`` (``jax.vjp`` for
     every component), for the analytic gradient and the structured Hessian.
     """
@@ -175,11 +171,13 @@ class Problem:
         self.panel = panel
         self.gradient = gradient
         self.pullbacks = pullbacks
-        self.chunk_size = resolve_chunk_size(chunk_size, panel.n_individuals)
         self.space = ParameterSpace.from_model(model, fixed)
-        self.draws = jnp.asarray(make_draws(Halton(100) if draws is None else draws,
+        self.draws = jnp.asarray(make_draws(default_draws(draws),
                                             panel.n_individuals, model.n_draw_dims,
                                             model.draw_dimensions), dtype=dtype)
+        self.chunk_size = resolve_chunk_size(chunk_size, panel.n_individuals,
+                                             self.draws.shape[1],
+                                             per_draw_width(panel.arrays, model.n_draw_dims))
         self.data = jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating)
                                  else a, panel.arrays)
         self.dtype = dtype
@@ -214,6 +212,13 @@ class Problem:
         before use."""
         return _hessian(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size,
                         self.pullbacks, method, batch_size)
+
+    def second_order(self, theta, method: str = "structured", batch_size: int = 32):
+        """``(LL, gradient, scores, Hessian)`` at ``theta`` in one call (one compiled program):
+        what the Newton optimiser and the standard errors need; the Hessian as
+        :meth:`hessian` gives it."""
+        return _second_order(self.space, theta, self.data, self.draws, self.gradient,
+                             self.chunk_size, self.pullbacks, method, batch_size)
 
     def compare_hessians(self, theta, methods=HESSIANS, batch_size: int = 32):
         """A :class:`HessianComparison` of the Hessian methods at ``theta``."""

@@ -51,10 +51,10 @@ class Status(enum.Enum):
     HESSIAN_FAILED = "the Hessian at the estimates is not finite or not symmetric"
 
 
-# the arrays of a result, saved under their names
+# the arrays of a result, saved under their names; names; what goes into the JSON `meta`
 _ARRAYS = ("estimates", "hessian", "scores", "history", "natural_estimates", "natural_jacobian")
 _STRINGS = ("names", "natural_names")
-_SCALARS = ("cov_type", "finite_sample", "hessian_method", "hessian_asymmetry", "llf",
+_JSON = ("cov_type", "finite_sample", "hessian_method", "hessian_asymmetry", "llf",
             "llf_start", "n_individuals", "n_observations", "n_outcomes", "n_draws", "draws_description",
             "weighted", "iterations", "seconds", "message", "gradient_norm", "optimizer",
             "gradient", "start", "cov_messages", "fixed", "missing_answers")
@@ -95,7 +95,7 @@ class Results:
     status: Status
     message: str
     gradient_norm: float
-    history: np.ndarray
+    history: np.ndarray  # LL per iteration (L-BFGS: at its start; Newton: after it)
     optimizer: str
     gradient: str
     start: str  # where the optimiser started
@@ -339,7 +339,7 @@ class Results:
     def save(self, path) -> None:
         """Write the result to a ``.npz`` archive (arrays and names, no pickle; see the
         module docstring). The Hessian comparison, the model and the data are not saved."""
-        meta = {name: getattr(self, name) for name in _SCALARS}
+        meta = {name: getattr(self, name) for name in _JSON}
         meta["status"] = self.status.name
         arrays = {name: np.asarray(getattr(self, name)) for name in _ARRAYS}
         arrays.update({name: np.array(getattr(self, name), dtype=str) for name in _STRINGS})
@@ -363,7 +363,7 @@ class Results:
         names = tuple(str(n) for n in data["names"])
         fields = {name: data[name] for name in _ARRAYS}
         fields.update({name: tuple(str(v) for v in data[name]) for name in _STRINGS})
-        fields.update({name: meta[name] for name in _SCALARS})
+        fields.update({name: meta[name] for name in _JSON})
         fields["status"] = Status[meta["status"]]
         fields["covariances"] = {key[4:]: data[key] for key in data if key.startswith("cov.")}
         fields["_components"] = pd.DataFrame(

@@ -31,53 +31,23 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from jax.scipy.special import logsumexp
+from scipy import optimize, special
 
-from ._likelihood import map_individuals
+from ._individuals import for_each_individual
 from ._measurement import NormalIndicators, OrderedMeasurement
 
-__all__ = ["component_table", "CHOICE"]
-
-CHOICE = "choice"
-
-
-def _row_names(model) -> list[str]:
-    """One row per indicator of a block that drops missing answers (each item on its own),
-    one per other block, and the choice model."""
-    rows = []
-    for k, block in enumerate(model.measurement):
-        rows += (list(block.indicators) if block.drops_missing
-                 else [f"measurement block {k + 1} ({', '.join(block.indicators)})"])
-    return rows + ([CHOICE] if model.choice is not None else [])
-
-
-def _individual_component_logliks(model, x, eta):
-    """``log((1/R) sum_r L_cir)`` of each row of :func:`_row_names` for one individual."""
-    lv = model._latent(x, eta)  # (L, R)
-    log_r = jnp.log(eta.shape[0])
-    out = []
-    for block in model.measurement:
-        values, covariates = block.data(x)
-        inputs = model._inputs(block, lv, eta)
-        if block.drops_missing:  # item k alone: every other item dropped, as a missing answer
-            items = jnp.arange(values.shape[0])
-            alone = jax.vmap(lambda k: block.forward(
-                (jnp.where(items == k, values, jnp.nan), covariates), inputs))(items)  # (K, R)
-        else:
-            alone = block.forward((values, covariates), inputs)[None]  # (1, R)
-        out.append(logsumexp(alone, axis=1) - log_r)
-    if model.choice is not None:
-        log_l = model.choice.forward(model.choice.data(x), model._inputs(model.choice, lv, eta))
-        out.append((logsumexp(log_l) - log_r)[None])
-    return jnp.concatenate(out)
+__all__ = ["component_table", "constants_only_loglik"]
 
 
 @functools.partial(jax.jit, static_argnames=("chunk_size",))
 def _component_logliks(space, theta, data, draws, chunk_size):
+    """``sum_i w_i log((1/R) sum_r L_cir)`` of each row of ``model.item_rows``."""
     model = space.unflatten(theta)
-    f = functools.partial(_individual_component_logliks, model)
-    per_individual = (jax.vmap(f)(data, draws) if chunk_size is None
-                      else map_individuals(lambda xe: f(*xe), (data, draws), chunk_size))
-    return data.weights @ per_individual  # (rows,)
+    log_r = jnp.log(draws.shape[1])
+    per_individual = for_each_individual(
+        lambda x, eta: logsumexp(model.draw_item_logliks(x, eta), axis=1) - log_r, data, draws,
+        chunk_size)  # (N, rows)
+    return data.weights @ per_individual
 
 
 def _ordered_null(values: np.ndarray, observed: np.ndarray, weights: np.ndarray, levels: int):
@@ -98,43 +68,36 @@ def _normal_null(values: np.ndarray, observed: np.ndarray, weights: np.ndarray):
 
 def constants_only_loglik(choice: np.ndarray, available: np.ndarray, weight: np.ndarray) -> float:
     """The maximum log-likelihood of a multinomial logit with one constant per alternative,
-    ``sum weight log P(choice)``, by Newton's method (the problem is concave); an alternative
-    never chosen has probability tending to 0 at the supremum, so it is left out.
+    ``sum weight log P(choice)`` (concave: scipy's exact-Hessian trust region); an
+    alternative never chosen has probability tending to 0 at the supremum, so it is left out.
 
     ``choice`` ``(n,)`` indices; ``available`` ``(n, J)``; ``weight`` ``(n,)``."""
     n_alternatives = available.shape[1]
-    chosen = np.bincount(choice, weights=weight, minlength=n_alternatives) > 0
-    available = available & chosen[None, :]
-    target = np.zeros((len(choice), n_alternatives))
-    target[np.arange(len(choice)), choice] = 1.0
-    free = np.flatnonzero(chosen)[1:]  # the first chosen alternative's constant is 0
+    counts = np.bincount(choice, weights=weight, minlength=n_alternatives)
+    available = available & (counts > 0)[None, :]
+    free = np.flatnonzero(counts > 0)[1:]  # the first chosen alternative's constant is 0
+    rows = np.arange(len(choice))
 
-    def value_and_derivatives(constants):
+    def log_p(c):  # (n, J)
+        constants = np.zeros(n_alternatives)
+        constants[free] = c
         logits = np.where(available, constants[None, :], -np.inf)
-        top = logits.max(axis=1, keepdims=True)
-        log_p = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
-        p = np.exp(log_p)
-        llf = weight @ log_p[np.arange(len(choice)), choice]
-        grad = ((target - p) * weight[:, None]).sum(axis=0)
-        hess = -(np.einsum("n,nj,jk->jk", weight, p, np.eye(n_alternatives))
-                 - np.einsum("n,nj,nk->jk", weight, p, p))
-        return llf, grad[free], hess[np.ix_(free, free)]
+        return logits - special.logsumexp(logits, axis=1, keepdims=True)
 
-    constants = np.zeros(n_alternatives)
-    llf, grad, hess = value_and_derivatives(constants)
-    for _ in range(100):
-        if free.size == 0 or np.max(np.abs(grad)) <= 1e-12 * max(abs(llf), 1.0):
-            break
-        step = np.linalg.solve(hess, -grad)
-        for _ in range(50):  # halve until the log-likelihood does not fall
-            trial = constants.copy()
-            trial[free] += step
-            new = value_and_derivatives(trial)
-            if new[0] >= llf:
-                break
-            step = step / 2.0
-        constants, (llf, grad, hess) = trial, new
-    return float(llf)
+    def negative_and_gradient(c):
+        lp = log_p(c)
+        return -(weight @ lp[rows, choice]), -(counts - weight @ np.exp(lp))[free]
+
+    def negative_hessian(c):
+        p = np.exp(log_p(c))
+        return (np.diag(weight @ p) - (p * weight[:, None]).T @ p)[np.ix_(free, free)]
+
+    if free.size == 0:
+        return float(-negative_and_gradient(np.zeros(0))[0])
+    best = optimize.minimize(negative_and_gradient, np.zeros(free.size), jac=True,
+                             hess=negative_hessian, method="trust-exact",
+                             options={"gtol": 1e-10})
+    return float(-best.fun)
 
 
 def _choice_null(model, arrays, weights):
@@ -150,7 +113,7 @@ def _choice_null(model, arrays, weights):
 
 
 def _null_logliks(model, arrays) -> list[tuple[float, float]]:
-    """``(LL(0), LL(C))`` of each row of :func:`_row_names`."""
+    """``(LL(0), LL(C))`` of each row of ``model.item_rows``."""
     weights = np.asarray(arrays.weights, dtype=np.float64)
     observed = (np.ones(np.shape(arrays.indicators), dtype=bool)
                 if arrays.indicator_observed is None else np.asarray(arrays.indicator_observed))
@@ -176,7 +139,7 @@ def component_table(problem, theta) -> pd.DataFrame:
     its own simulated log-likelihood at ``theta``; a last row ``model`` with the model's LL(0)
     and LL(C) (sums, NaN if a component has none) and its log-likelihood."""
     model = problem.space.unflatten(theta)
-    rows = _row_names(model)
+    rows = list(model.item_rows)
     null = np.array(_null_logliks(model, problem.data), dtype=np.float64).reshape(-1, 2)
     llf = np.asarray(_component_logliks(problem.space, theta, problem.data, problem.draws,
                                         problem.chunk_size), dtype=np.float64)

@@ -36,9 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax.scipy.special import logsumexp
+
 from ._gradients import loglik_and_grad
-from ._hessian import chunk_size_for_directions, directional_derivatives
-from ._likelihood import sum_over_chunks
+from ._hessian import directional_derivatives
+from ._individuals import accumulate_over_chunks, chunk_size_for_directions
 
 __all__ = ["structured_hessian", "compressed_directions"]
 
@@ -83,9 +85,11 @@ def _recover(compressed, terms: Sequence[frozenset | None], colors: np.ndarray):
 
 def structured_hessian(space, theta, data, draws, chunk_size: int | None = None,
                        batch_size: int = 32, pullbacks: str = "hand-derived"):
-    """The exact Hessian of the simulated log-likelihood at ``theta`` (free parameters of
-    ``space``): per-draw scores of ``chunk_size`` individuals at a time, and ``batch_size``
-    directions at a time (over blocks of :func:`chunk_size_for_directions` individuals)."""
+    """``(LL_i (N,), g_i (N, P), H (P, P))`` at ``theta`` (free parameters of ``space``): every
+    individual's simulated log-likelihood and gradient (unweighted), which the per-draw scores
+    give on the way, and the exact Hessian of the weighted sum. Per-draw scores of
+    ``chunk_size`` individuals at a time, ``batch_size`` directions at a time (over blocks of
+    :func:`chunk_size_for_directions` individuals)."""
     names_terms = space.template.parameter_terms()
     terms = [names_terms[name] for name in space.names]
     colors, n_colors = compressed_directions(terms)
@@ -103,7 +107,9 @@ def structured_hessian(space, theta, data, draws, chunk_size: int | None = None,
         posterior = jax.nn.softmax(log_l, axis=1)  # w_ir
         mean = jnp.einsum("nr,nrp->np", posterior, scores)  # g_i
         centred = jnp.sqrt(posterior)[:, :, None] * (scores - mean[:, None, :])  # (n, R, P)
-        return jnp.einsum("n,nrp,nrq->pq", block[0].weights, centred, centred)  # sampling w_i
+        loglik = logsumexp(log_l, axis=1) - jnp.log(log_l.shape[1])  # log((1/R) sum_r L_ir)
+        outer = jnp.einsum("n,nrp,nrq->pq", block[0].weights, centred, centred)  # sampling w_i
+        return outer, (loglik, mean)
 
     block = chunk_size_for_directions(chunk_size, min(batch_size, n_colors))
 
@@ -111,10 +117,11 @@ def structured_hessian(space, theta, data, draws, chunk_size: int | None = None,
         return space.flatten_gradient(
             loglik_and_grad(space.unflatten(t), data, draws, block, pullbacks)[1])
 
-    outer = sum_over_chunks(outer_products, (data, draws), chunk_size)
+    outer, (loglik, gradients) = accumulate_over_chunks(outer_products, (data, draws),
+                                                        chunk_size)
     # the second term along the compressed directions: H v less the first term's v (forward
     # mode over the whole gradient measured faster on CPU than over sum_r w_r s_r with the
     # weights held fixed)
     along = directional_derivatives(gradient, theta, directions, batch_size)  # (C, P)
     compressed = along - directions @ outer
-    return outer + _recover(compressed, terms, colors)
+    return loglik, gradients, outer + _recover(compressed, terms, colors)

@@ -35,8 +35,8 @@ TOLERANCE = {"grad-autodiff": 1e-9, "grad-pullbacks-autodiff": 1e-9, "replay-gra
              "hessian-structured-pullbacks-autodiff": 1e-9, "hessian-fd-forward": 1e-4,
              "hessian-fd-central": 1e-6, "replay-hessian": 1e-4}
 FLOAT32_TOLERANCE = 1e-3
-ENVIRONMENT = {"device", "platform", "jax", "jaxlib", "git_commit", "cpu_count", "timestamp",
-               "dtype"}
+ENVIRONMENT = {"device", "platform", "jax", "jaxlib", "git_commit", "cpu_count", "cpu_model",
+               "timestamp"}
 TIMING = {"first_s", "median_s", "min_s", "max_s", "q1_s", "q3_s", "times_s", "runs",
           "rss_peak_mb"}
 
@@ -59,23 +59,27 @@ def test_every_method_ran(quick_run):
     failed = [(r["key"], r["method"], r["error"]) for r in report["results"] if "error" in r]
     assert not failed
     assert {r["method"] for r in report["results"]} == METHODS
-    assert {e["optimizer"] for e in report["estimation"]} == {"lbfgs", "trust-exact"}
-    for estimation in report["estimation"]:
-        assert "error" not in estimation
-        assert estimation["iterations"] >= 1 and estimation["hessian_s"] > 0
+    assert {(w["optimizer"], w["cache"]) for w in report["wait"]} == {
+        ("trust-exact", "empty"), ("trust-exact", "filled"), ("lbfgs", "empty")}
+    for wait in report["wait"]:
+        assert "error" not in wait
+        for call in ("cold", "warm"):
+            assert wait[call]["iterations"] >= 1 and wait[call]["wall_s"] > 0
+            assert wait[call]["llf"] == pytest.approx(wait["cold"]["llf"], rel=1e-9)
     groups = {g for r in report["results"] for g in r["groups"]}
     assert groups == {"reference", "nonlinear", "individuals", "draws", "dtype", "mixed"}
 
 
 def test_outputs_have_every_key(quick_run):
     report, out, stdout = quick_run
-    assert {"mode", "sizes", "groups", "wall_s", "environment", "results", "estimation",
+    assert {"mode", "sizes", "groups", "wall_s", "environment", "results", "wait",
             "peer", "scaling", "skipped", "plots"} <= set(report)
     for row in report["results"]:
-        assert ENVIRONMENT | TIMING | {"key", "method", "n", "r", "n_params"} <= set(row)
+        assert ENVIRONMENT | TIMING | {"key", "method", "n", "r", "n_params", "dtype"} <= set(row)
         assert row["runs"] == len(row["times_s"]) >= 1
-    for estimation in report["estimation"]:
-        assert ENVIRONMENT | {"wall_s", "iterations", "hessian_s"} <= set(estimation)
+    for wait in report["wait"]:
+        assert ENVIRONMENT | {"import_s", "cold", "warm", "cache_dir"} <= set(wait)
+        assert {"trace_s", "lower_s", "compile_s", "cache_hits"} <= set(wait["cold"])
     assert {s["group"] for s in report["scaling"]} == {"individuals", "draws"}
     assert (out / "results.md").read_text() == stdout.rstrip("\n") + "\n"
     plots = report["plots"]

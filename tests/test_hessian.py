@@ -11,7 +11,8 @@ from scipy import special, stats
 
 import jaxiclv as jic
 from jaxiclv import _example as ex
-from jaxiclv._hessian import EXACT_HESSIANS, chunk_size_for_directions
+from jaxiclv._hessian import EXACT_HESSIANS
+from jaxiclv._individuals import chunk_size_for_directions
 
 EPS = np.finfo(np.float64).eps
 # Relative (to max |H|) error bounds implied by the step rules: forward differences have
@@ -115,6 +116,60 @@ def test_chunk_size_for_directions():
     assert chunk_size_for_directions(40, 32) == 1
     assert chunk_size_for_directions(40, 16) == 2
     assert chunk_size_for_directions(3, 32) == 1
+
+
+@pytest.mark.parametrize("method", ["structured", "jacfwd"])
+def test_second_order_in_one_call_at_every_block_size(method):
+    """``Problem.second_order`` (LL, gradient, scores and Hessian in one program; with the
+    structured Hessian the scores come from its per-draw pass) equals the separate calls, and
+    every block size the chunk rule can pick (1, a block leaving a remainder, one block, one
+    pass) gives the same values to 1e-12 relative; the Hessian is the closed form's."""
+    problem, sim = _regression_problem()
+    theta = problem.theta0 + 0.1
+    expected = _regression_hessian(problem, sim, np.asarray(theta))
+    whole = None
+    for chunk_size in (None, 1, 16, 150, "auto"):
+        blocked = jic.Problem(problem.space.template, sim.panel, jic.PseudoRandom(2),
+                              fixed=["y1.zeta.a", "y2.zeta.a"], chunk_size=chunk_size)
+        llf, grad, scores, hess = map(np.asarray, blocked.second_order(theta, method))
+        separate_llf, separate_grad = map(np.asarray, blocked.loglik_and_grad(theta))
+        assert llf == pytest.approx(separate_llf, rel=1e-13, abs=0), chunk_size
+        scale = np.abs(separate_grad).max()
+        np.testing.assert_allclose(grad, separate_grad, rtol=1e-12, atol=1e-12 * scale)
+        np.testing.assert_allclose(scores, blocked.scores(theta), rtol=1e-12, atol=1e-12 * scale)
+        np.testing.assert_allclose(scores.sum(axis=0), grad, rtol=1e-12, atol=1e-12 * scale)
+        np.testing.assert_allclose(hess, blocked.hessian(theta, method), rtol=0,
+                                   atol=1e-12 * np.abs(expected).max())
+        np.testing.assert_allclose(hess, expected, rtol=0,
+                                   atol=BOUND[method] * np.abs(expected).max())
+        whole = whole or (llf, grad, scores, hess)
+        for got, reference in zip((llf, grad, scores, hess), whole):
+            np.testing.assert_allclose(got, reference, rtol=1e-12,
+                                       atol=1e-12 * np.abs(reference).max())
+
+
+def test_auto_chunk_size_fits_the_working_set():
+    """Blocks of individuals x draws x per-draw values within the budget, at least one
+    individual, at most all; the reference shape (W = 6 tasks + 38 items + 5 draw dimensions)
+    gets 53 individuals at R = 100 and 2 at R = 2,000."""
+    from jaxiclv._individuals import WORKING_SET, auto_chunk_size, per_draw_width
+    panel = ex.reference_panel()
+    width = per_draw_width(panel.arrays, ex.reference_model().n_draw_dims)
+    assert width == 6 + 38 + 5
+    assert auto_chunk_size(328, 100, width, "cpu") == 53
+    assert auto_chunk_size(328, 2000, width, "cpu") == 2
+    assert auto_chunk_size(328, 10**6, width, "cpu") == 1
+    assert auto_chunk_size(20, 100, width, "cpu") == 20
+    assert auto_chunk_size(100_000, 1000, width, "gpu") == WORKING_SET["accelerator"] // 49_000
+    for n in (1, 7, 328, 100_000):
+        for r in (1, 50, 100, 500, 2000):
+            for backend in ("cpu", "gpu"):
+                block = auto_chunk_size(n, r, width, backend)
+                budget = WORKING_SET["cpu" if backend == "cpu" else "accelerator"]
+                assert 1 <= block <= n
+                assert block == n or block == 1 or block * r * width <= budget < (block + 1) * r * width
+    assert (jic.Problem(ex.reference_model(), panel, jic.Halton(100, seed=0)).chunk_size
+            == auto_chunk_size(328, 100, width))  # the default device's budget
 
 
 def test_gradient_methods_give_the_same_hessian():

@@ -735,11 +735,13 @@ def test_hand_computed_normal_indicator_through_a_latent_path():
 
 
 @pytest.mark.parametrize("chunk_size", [None, 1, 3, 5, 10, 12])
-def test_sum_over_chunks_equals_one_sum(chunk_size):
-    """Blocks of 3 leave a remainder of 1 individual, 5 and 1 none, 10 and 12 mean one block."""
-    from jaxiclv._likelihood import sum_over_chunks
+def test_accumulate_over_chunks_equals_one_sum(chunk_size):
+    """Blocks of 3 leave a remainder of 1 individual, 5 and 1 none, 10 and 12 mean one block;
+    the rows come back in the individuals' order."""
+    from jaxiclv._individuals import accumulate_over_chunks
     x = jax.numpy.arange(30.0).reshape(10, 3)
-    block_sums = lambda block: {"sum": block.sum(0), "squares": (block * block).sum()}
-    got = sum_over_chunks(block_sums, x, chunk_size)
+    block = lambda b: ({"sum": b.sum(0), "squares": (b * b).sum()}, b[:, ::-1] + 1.0)
+    got, rows = accumulate_over_chunks(block, x, chunk_size)
     np.testing.assert_array_equal(got["sum"], np.arange(30.0).reshape(10, 3).sum(0))
     assert float(got["squares"]) == float((np.arange(30.0) ** 2).sum())
+    np.testing.assert_array_equal(rows, np.arange(30.0).reshape(10, 3)[:, ::-1] + 1.0)

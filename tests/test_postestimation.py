@@ -19,7 +19,8 @@ from scipy import optimize, special, stats
 
 import jaxiclv as jic
 from helpers import panel_from_frame, simulated_frame
-from jaxiclv._statistics import constants_only_loglik
+from jaxiclv import _postestimation as postestimation
+from jaxiclv._statistics import component_table, constants_only_loglik
 
 pytestmark = pytest.mark.xdist_group("test_postestimation")
 
@@ -154,7 +155,7 @@ def test_component_logliks_add_up_with_one_draw_and_match_each_component_alone(i
     fitted = result.model
     values = jic.ParameterSpace.from_model(fitted).values(fitted)
     one = jic.Problem(fitted, panel, jic.Halton(1, seed=0))
-    table = jic._statistics.component_table(one, one.theta0)
+    table = component_table(one, one.theta0)
     assert table["LL"].iloc[:-1].sum() == pytest.approx(table.loc["model", "LL"], rel=1e-13)
     # with 20 draws, each component on its own against a model of that component alone
     components = result.components
@@ -308,6 +309,30 @@ def test_predictions_against_numpy(iclv):
     np.testing.assert_allclose(got.to_numpy(), np.array(rows), rtol=1e-12, atol=1e-15)
     assert list(got.columns.get_level_values(1)[:3]) == ALTERNATIVES
     np.testing.assert_allclose(got["unconditional"].sum(axis=1), 1.0, rtol=1e-14)
+
+
+def test_shares_jacobian_against_finite_differences(iclv):
+    """The delta method's Jacobian of the shares (forward mode through the choice kernel, some
+    alternatives unavailable) at the estimates and where the utilities are extreme (half the
+    available alternatives' probabilities below 1e-10, down to 1e-43)."""
+    result = iclv[3]
+    problem = result.problem
+    args = (problem.data, problem.draws, problem.chunk_size)
+    shares_at = lambda t: np.asarray(postestimation._shares_at(problem.space, t, *args))
+    extreme = result.params.copy()
+    extreme[["beta.cost", "beta.time", "theta.a.bus"]] = [-25.0, 8.0, 6.0]
+    for theta in (result.params.to_numpy(), extreme.to_numpy()):
+        theta = jnp.asarray(theta)
+        values, jacobian = postestimation._shares_and_jacobian(problem.space, theta, *args)
+        jacobian = np.asarray(jacobian)
+        h = 1e-6 * np.maximum(np.abs(theta), 1.0)
+        fd = np.stack([(shares_at(theta + h[k] * np.eye(theta.size)[k])
+                        - shares_at(theta - h[k] * np.eye(theta.size)[k])) / (2 * h[k])
+                       for k in range(theta.size)], axis=1)
+        assert np.all(np.isfinite(jacobian))
+        # central differences: truncation ~h^2, rounding ~eps / h ~ 1e-10 of the shares
+        np.testing.assert_allclose(jacobian, fd, rtol=0, atol=1e-7 * np.abs(jacobian).max())
+        np.testing.assert_allclose(np.asarray(values), shares_at(theta), rtol=1e-14)
 
 
 def test_predicted_shares_are_the_sample_shares_at_the_mnl_optimum(mnl):
