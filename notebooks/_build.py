@@ -709,7 +709,7 @@ def build(name: str) -> nbformat.NotebookNode:
     return nb
 
 
-def execute(nb: nbformat.NotebookNode, timeout: int = 1800) -> nbformat.NotebookNode:
+def execute(nb: nbformat.NotebookNode, timeout: int = 3600) -> nbformat.NotebookNode:
     from nbclient import NotebookClient
 
     NotebookClient(nb, timeout=timeout, kernel_name="python3",
