@@ -146,7 +146,7 @@ def plan(groups, mode: dict) -> tuple[list[dict], list[dict]]:
         waits = [dict(key=f"wait-{study}-{optimizer}", kind="wait", study=study,
                       optimizer=optimizer, groups=["wait"], methods=["wait"],
                       caches=("empty", "filled") if optimizer == "trust-exact" else ("empty",),
-                      warm=not (study == "drug-choice" and optimizer == "lbfgs"))
+                      run_warm=not (study == "drug-choice" and optimizer == "lbfgs"))
                  for study in mode["studies"] for optimizer in OPTIMIZERS]
         if mode["main_job"]:
             waits.append(dict(key="wait-main-job", kind="main", groups=["wait"],
@@ -170,7 +170,7 @@ def run_wait(case: dict, scratch: Path) -> list[dict]:
                        "--optimizer", case["optimizer"], "--json", str(result),
                        "--max-iter", str(case["max_iter"]),
                        *(["--quick"] if case["quick"] else []),
-                       *([] if case["warm"] else ["--no-warm"])]
+                       *([] if case["run_warm"] else ["--no-warm"])]
         start = time.perf_counter()
         completed = subprocess.run(command, cwd=REPOSITORY, env=env, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - start

@@ -7,7 +7,10 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
+
+import jaxiclv as jic
 
 # compiles a small Problem's log-likelihood and gradient; reports where the cache is, the
 # programs it read (JAX's monitoring event) and the log-likelihood
@@ -64,10 +67,22 @@ def test_cache_on_by_default_and_read_by_a_second_process(tmp_path):
 @pytest.mark.xdist_group("cache")
 def test_cache_switched_off_and_to_a_directory(tmp_path):
     default = tmp_path / "xdg" / "jaxiclv" / "jax"
-    for setting in ("off", "0", "false"):
-        assert _run(tmp_path, setting)["dir"] is None
+    assert _run(tmp_path, "off")["dir"] is None
     assert _run(tmp_path, None, "off-at-run-time")["dir"] is None
     assert _files(default) == []  # nothing was written anywhere by default
     chosen = tmp_path / "chosen"
     assert _run(tmp_path, str(chosen))["dir"] == str(chosen)
     assert _files(chosen) and _files(default) == []
+
+
+@pytest.mark.parametrize("setting", ["", "0", "off", "OFF", "false", "no"])
+def test_every_off_spelling(setting, monkeypatch):
+    """Read at import; here the same reading, in this process, then the setting restored."""
+    from jaxiclv._cache import _configure_on_import
+    previous = jax.config.jax_compilation_cache_dir
+    monkeypatch.setenv("JAXICLV_COMPILATION_CACHE", setting)
+    try:
+        _configure_on_import()
+        assert jax.config.jax_compilation_cache_dir is None
+    finally:
+        jic.compilation_cache(previous)
