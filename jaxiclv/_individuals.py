@@ -11,13 +11,14 @@ Block size (``chunk_size="auto"``, :func:`auto_chunk_size`): a block of ``n`` in
 ``T x J`` tasks and alternatives, ``K`` indicator terms, ``D`` draw dimensions), and about
 ``n R W m`` when ``m`` tangent directions or perturbed points go through at once (Hessians).
 The block is as large as keeps ``n R W`` within a working-set budget (the Hessians' blocks
-``1 / m`` of it): ``2^17`` values (1 MB in float64) on CPU, where the per-draw arrays then stay
+``1 / m`` of it): ``2^18`` values (2 MB in float64) on CPU, where the per-draw arrays then stay
 in cache; ``2^25`` (256 MB) on an accelerator, which wants large blocks and has the memory for
-them. Measured on 2 CPU cores at the reference size (328 individuals, ``W = 49``), the
-analytic gradient took 41.9 / 42.3 / 44.0 / 44.0 ms in blocks of 20 / 40 / 53 / 80
-individuals at R = 100 (the budget gives 26), and 624 / 632 / 647 / 747 / 767 ms in blocks
-of 1 / 2 / 4 / 10 / 40 at R = 2,000 (it gives 1); the jacfwd Hessian 1.2 s with 32
-directions over blocks of 1 individual against 2.7 s over blocks of 40.
+them. Measured on 2 CPU cores at the reference size (328 individuals, ``W = 49``; the budget
+gives 53, 10 and 2 individuals at R = 100, 500 and 2,000), the analytic gradient took
+41.9 / 42.3 / 44.0 / 44.0 ms in blocks of 20 / 40 / 53 / 80 individuals at R = 100,
+201 / 171 / 180 ms in blocks of 5 / 10 / 20 at R = 500, and 624 / 632 / 647 / 747 / 767 ms in
+blocks of 1 / 2 / 4 / 10 / 40 at R = 2,000 (a fixed 40 was 18 % slower there); the jacfwd
+Hessian 1.2 s with 32 directions over blocks of 1 individual against 2.7 s over blocks of 40.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ __all__ = ["for_each_individual", "map_individuals", "accumulate_over_chunks",
            "per_draw_width", "WORKING_SET"]
 
 # per-draw values a block may hold, by backend kind
-WORKING_SET = {"cpu": 2 ** 17, "accelerator": 2 ** 25}
+WORKING_SET = {"cpu": 2 ** 18, "accelerator": 2 ** 25}
 
 
 def per_draw_width(data, n_draw_dims: int) -> int:

@@ -152,14 +152,14 @@ def test_second_order_in_one_call_at_every_block_size(method):
 def test_auto_chunk_size_fits_the_working_set():
     """Blocks of individuals x draws x per-draw values within the budget, at least one
     individual, at most all; the reference shape (W = 6 tasks + 38 items + 5 draw dimensions)
-    gets 26 individuals at R = 100 and 1 at R = 2,000 on CPU."""
+    gets 53 individuals at R = 100, 10 at R = 500 and 2 at R = 2,000 on CPU."""
     from jaxiclv._individuals import WORKING_SET, auto_chunk_size, per_draw_width
     panel = ex.reference_panel()
     width = per_draw_width(panel.arrays, ex.reference_model().n_draw_dims)
     assert width == 6 + 38 + 5
-    assert auto_chunk_size(328, 100, width, "cpu") == 26
-    assert auto_chunk_size(328, 500, width, "cpu") == 5
-    assert auto_chunk_size(328, 2000, width, "cpu") == 1
+    assert auto_chunk_size(328, 100, width, "cpu") == 53
+    assert auto_chunk_size(328, 500, width, "cpu") == 10
+    assert auto_chunk_size(328, 2000, width, "cpu") == 2
     assert auto_chunk_size(328, 10**6, width, "cpu") == 1
     assert auto_chunk_size(20, 100, width, "cpu") == 20
     assert auto_chunk_size(100_000, 1000, width, "gpu") == WORKING_SET["accelerator"] // 49_000
