@@ -190,7 +190,10 @@ def run_case(case: dict, scratch: Path) -> list[dict]:
     result = scratch / f"{case['key']}.json"
     command = [sys.executable, "-m", "benchmarks.single", "--case", json.dumps(case),
                "--json", str(result), "--arrays", str(scratch / "arrays")]
-    completed = subprocess.run(command, cwd=REPOSITORY)
+    # no compilation cache: a method's first call is its compilation (the wait group measures
+    # the cache on its own)
+    completed = subprocess.run(command, cwd=REPOSITORY,
+                               env=dict(os.environ, JAXICLV_COMPILATION_CACHE="off"))
     if completed.returncode != 0 or not result.exists():
         return [dict(case, method=m, error=f"benchmark process exited with {completed.returncode}")
                 for m in case["methods"]]
