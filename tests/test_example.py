@@ -1,7 +1,9 @@
-"""The bundled reference example: its size, and that the shipped data are what the seed makes."""
+"""The bundled reference example: its size, that the shipped data are what the seed makes, and
+that the default optimiser reaches its optimum."""
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import jaxiclv as jic
 from jaxiclv import _example as ex
@@ -26,3 +28,15 @@ def test_shipped_reference_data_match_their_generator():
     # the Likert items are exactly 1..5
     items = shipped[[c for c in shipped.columns if c[-2] == "_" and c[-1].isdigit()]]
     assert set(np.unique(items.to_numpy())) <= {1, 2, 3, 4, 5}
+
+
+@pytest.mark.slow
+def test_default_optimizer_reaches_the_reference_optimum():
+    """``python -m jaxiclv``'s fit: the default optimiser (Newton, stopping on the Newton
+    decrement) and L-BFGS at a tight relative-gradient tolerance reach the same optimum of
+    the bundled example, to 1e-6 in LL."""
+    model, panel, draws = ex.reference_model(), ex.reference_panel(), jic.Halton(100, seed=0)
+    default = jic.estimate(model, panel, draws)
+    lbfgs = jic.estimate(model, panel, draws, optimizer="lbfgs", gtol=1e-8)
+    assert default.optimizer == "trust-exact" and default.converged and lbfgs.converged
+    assert abs(default.llf - lbfgs.llf) <= 1e-6
