@@ -27,7 +27,6 @@ import numpy as np
 from ._cases import Case, check_against_reference
 from ._measure import environment, measure, memory_mb, reset_peak_rss
 from ._methods import METHODS
-from ._peer import run_peer
 
 
 def _log(message: str) -> None:
@@ -86,10 +85,7 @@ def main(argv=None) -> None:
         jax.config.update("jax_disable_most_optimizations", True)
     _log(f"case {spec['key']} ({', '.join(spec['methods'])})")
     try:
-        if spec["methods"] == ["peer"]:
-            rows = run_peer(spec)
-        else:
-            rows = run_methods(spec, args.arrays)
+        rows = run_methods(spec, args.arrays)
     except Exception as error:  # e.g. building the case failed: report it as the result
         _log(traceback.format_exc())
         rows = [dict(spec, method=m, error=f"{type(error).__name__}: {error}")

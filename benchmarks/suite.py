@@ -15,9 +15,10 @@ Size groups (``--sizes``, default all):
   replayed Hessian each cost about P gradients, so they run at the reference size only;
 - ``dtype``: float32 against float64 at the reference size (likelihood, gradients, jacfwd
   Hessian);
-- ``peer``: Biogeme and jaxiclv on the same simulated ICLV data and specification
-  (:mod:`benchmarks._peer`); skipped, with the reason in the report, where Biogeme is not
-  installed;
+- ``peer``: Biogeme and jaxiclv on the same simulated ICLV data, specification and draws
+  (:mod:`benchmarks.peer`), each measurement in a fresh process: the kernels, and whole fits
+  cold and warm with each package's optimisers; skipped, with the reason in the report, where
+  Biogeme is not installed;
 - ``mixed``: random coefficients: a panel mixed logit without latent variables (1,000
   individuals x 10 tasks x 4 alternatives x 500 draws, 3 random coefficients) and the
   reference ICLV with a normal cost coefficient, each with the log-likelihood, the analytic
@@ -50,7 +51,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import METHOD_NAMES
+from . import METHOD_NAMES, peer
 from ._report import add_accuracy, scaling_exponents, write_markdown, write_plots
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -140,8 +141,7 @@ def plan(groups, mode: dict) -> tuple[list[dict], list[dict]]:
         if importlib.util.find_spec("biogeme") is None:
             skipped.append(dict(group="peer", case="peer", method="biogeme", reason=PEER_MISSING))
         else:
-            out.append(dict(key="peer", variant="peer", n=n, r=r, dtype="float64",
-                            groups=["peer"], methods=["peer"]))
+            out.append(dict(key="peer", kind="peer", groups=["peer"], methods=["peer"]))
     if "wait" in groups:  # first: the longest single processes in quick mode
         waits = [dict(key=f"wait-{study}-{optimizer}", kind="wait", study=study,
                       optimizer=optimizer, groups=["wait"], methods=["wait"],
@@ -183,10 +183,32 @@ def run_wait(case: dict, scratch: Path) -> list[dict]:
     return rows
 
 
+def run_peer(case: dict, scratch: Path) -> list[dict]:
+    """The peer: ``python -m benchmarks.peer`` in a fresh process per measurement, with
+    jaxiclv's compilation cache off (a first call compiles, in both packages)."""
+    rows = []
+    for package, task, optimizer in peer.MEASUREMENTS["quick" if case["quick"] else "full"]:
+        result = scratch / f"peer-{package}-{task}-{optimizer}.json"
+        command = [sys.executable, "-m", "benchmarks.peer", "--package", package, "--task", task,
+                   "--json", str(result), *(["--optimizer", optimizer] if optimizer else []),
+                   *(["--quick"] if case["quick"] else [])]
+        completed = subprocess.run(command, cwd=REPOSITORY, stdout=subprocess.DEVNULL,
+                                   env=dict(os.environ, JAXICLV_COMPILATION_CACHE="off"))
+        row = dict(case, method="peer", package=package, task=task, optimizer=optimizer)
+        if completed.returncode != 0 or not result.exists():
+            row["error"] = f"process exited with {completed.returncode}"
+        else:
+            row.update(json.loads(result.read_text()))
+        rows.append(row)
+    return rows
+
+
 def run_case(case: dict, scratch: Path) -> list[dict]:
     """Run ``case`` in a fresh ``python -m benchmarks.single`` process."""
     if case.get("kind") in ("wait", "main"):
         return run_wait(case, scratch)
+    if case.get("kind") == "peer":
+        return run_peer(case, scratch)
     result = scratch / f"{case['key']}.json"
     command = [sys.executable, "-m", "benchmarks.single", "--case", json.dumps(case),
                "--json", str(result), "--arrays", str(scratch / "arrays")]
