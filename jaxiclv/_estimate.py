@@ -173,6 +173,23 @@ def _newton_converged(llf, grad, theta, hess, gtol, eps) -> tuple[bool, str]:
 STALL_ITERATIONS = 5
 
 
+def _stalled(history, decrements, gtol, eps) -> bool:
+    """Newton has stalled when, over the last ``STALL_ITERATIONS`` iterations, either
+
+    - the LL gained nothing beyond rounding, or
+    - the Newton decrement stayed below ``gtol max(|LL|, 1)`` (a Newton step promises less
+      than a ``gtol`` share of the LL) without falling tenfold or reaching the tolerance: the
+      LL flattens out along a direction in which a parameter drifts away (an unidentified
+      model). Newton's quadratic, or even a linear, convergence leaves that zone within a few
+      iterations."""
+    scale = max(abs(history[-1]), 1.0)
+    if history[-1] - history[-1 - STALL_ITERATIONS] <= 10 * eps * scale:
+        return True
+    window = decrements[-STALL_ITERATIONS:]
+    return (len(window) == STALL_ITERATIONS and max(window) <= gtol * scale
+            and window[-1] >= window[0] / 10)
+
+
 def _trust_exact(problem: Problem, max_iter, gtol, report, every, hessian_method, stage):
     """Newton's method in a trust region (scipy's ``trust-exact``) with the exact Hessian;
     every Hessian comes with the LL, gradient and scores of its point in one compiled call
@@ -211,12 +228,14 @@ def _trust_exact(problem: Problem, max_iter, gtol, report, every, hessian_method
         history.append(float(llf))
         if report and (len(history) % every == 0 or len(history) == 1):
             report(len(history), float(llf), float(np.max(np.abs(grad))))
-        if _newton_converged(float(llf), grad, theta, symmetric(theta), gtol, eps)[0]:
+        matrix = symmetric(theta)
+        if _newton_converged(float(llf), grad, theta, matrix, gtol, eps)[0]:
             raise StopIteration
-        # stalled: no gain beyond rounding in the last STALL_ITERATIONS iterations
-        if (len(history) > STALL_ITERATIONS and history[-1] - history[-1 - STALL_ITERATIONS]
-                <= 10 * eps * max(abs(history[-1]), 1.0)):
+        decrements.append(_newton_decrement(grad, matrix))
+        if len(history) > STALL_ITERATIONS and _stalled(history, decrements, gtol, eps):
             raise StopIteration
+
+    decrements: list[float] = []  # Newton decrement after each iteration
 
     try:
         out = optimize.minimize(fun, np.asarray(problem.theta0), jac=True,
@@ -269,7 +288,9 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
         gain in LL a Newton step predicts; the parameters' units do not change it) at most
         ``max(gtol^2, eps) max(|LL|, 1)`` (``eps`` of ``dtype``), or where ``-H`` is not
         positive definite the relative gradient at most ``gtol``; it stops as stalled when five
-        iterations gain nothing beyond rounding. L-BFGS: the relative gradient
+        iterations gain nothing beyond rounding, or keep a Newton decrement below
+        ``gtol max(|LL|, 1)`` that does not fall (a parameter drifting away along a flat
+        direction). L-BFGS: the relative gradient
         ``max_p |g_p| max(|theta_p|, 1) / max(|LL|, 1)`` at most ``gtol``.
     gradient: ``"analytic"`` (hand-derived, default), ``"autodiff"`` or ``"finite-difference"``;
         used by the optimiser, the Hessian and the scores.

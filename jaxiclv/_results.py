@@ -46,7 +46,8 @@ class Status(enum.Enum):
 
     CONVERGED = "converged"
     MAX_ITERATIONS = "maximum number of iterations reached"
-    STALLED = "no further improvement (line search failed before convergence)"
+    STALLED = ("no further improvement before convergence (L-BFGS: the line search failed; "
+               "Newton: no gain, or a decrement that does not fall along a flat direction)")
     NON_FINITE = "the log-likelihood or its gradient is not finite"
     HESSIAN_FAILED = "the Hessian at the estimates is not finite or not symmetric"
 

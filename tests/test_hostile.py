@@ -15,6 +15,7 @@ from scipy import stats
 
 import jaxiclv as jic
 from helpers import MINI_TRUTH, mini_model
+from jaxiclv._estimate import STALL_ITERATIONS
 
 # one worker runs the whole module (pytest-xdist --dist loadgroup): its module-scoped fits are
 # computed once
@@ -95,6 +96,24 @@ def test_alternatives_in_another_order_give_the_same_estimates_by_name():
     assert fits[0].names == fits[1].names
     np.testing.assert_allclose(fits[1].params, fits[0].params, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(fits[1].bse, fits[0].bse, rtol=1e-6)
+
+
+def test_newton_stops_as_stalled_where_the_maximum_is_at_infinity():
+    """On these 60 individuals the likelihood has no maximum at finite values: it rises
+    towards a supremum as ``a.gamma.z1`` grows without bound while the loadings shrink (the
+    latent variable becomes ``z1`` alone). Newton's decrement then stays near 1e-4, under
+    ``gtol |LL|`` but far above its tolerance, without falling; the fit stops as stalled,
+    says so, and does not spend its 300 iterations (it ran all 300 before the rule)."""
+    model = mnl_model()
+    panel = mnl_panel(mnl_frame(model, seed=1), ("car", "bus", "rail"))
+    with pytest.warns(RuntimeWarning, match="did not converge: no further improvement"):
+        fit = jic.estimate(model, panel, jic.Halton(DRAWS, seed=3), max_iter=300)
+    assert fit.status == jic.Status.STALLED
+    assert fit.iterations < 150
+    # each step gains about half the decrement, under gtol |LL| (gtol = 1e-6)
+    gains = np.diff(np.asarray(fit.history)[-STALL_ITERATIONS - 1:])
+    assert np.all(gains >= 0) and gains.sum() < 1e-6 * abs(fit.llf) * STALL_ITERATIONS
+    assert fit.params["a.gamma.z1"] > 100
 
 
 @pytest.mark.parametrize("panel_alternatives, names", [
