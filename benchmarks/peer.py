@@ -222,7 +222,11 @@ def _biogeme_model(study: Study, values, optimizer: str = "automatic"):
                     generate_yaml=False, save_iterations=False,
                     max_iterations=study.size["max_iter"], optimization_algorithm=optimizer)
     model.model_name = "jaxiclv_peer"
-    return model, {b.name: float(v) for b, v in zip(beta.values(), values)}
+    by_name = {b.name: float(v) for b, v in zip(beta.values(), values)}
+    # in Biogeme's own order: its estimate(starting_values=...) takes the dict's values by
+    # position, not by name (Biogeme 3.3.2: given in another order, its optimiser starts from
+    # a permuted point and stalls with "Trust region is too small")
+    return model, {name: by_name[name] for name in model.expressions_registry.free_betas_names}
 
 
 def _biogeme(study: Study, task: str, optimizer: str | None) -> dict:
