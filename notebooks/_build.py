@@ -544,6 +544,15 @@ wait'''),
     ]
 
 
+def _drug_choice_coding() -> str:
+    """The drug-choice section of ``jaxiclv/_example.py`` (from its opening comment to the end)
+    as a markdown code block, read when the notebook is built: notebook 05 shows the coding of
+    Apollo's study as the library has it, the one copy (the benchmarks use it too)."""
+    text = (HERE.parent / "jaxiclv" / "_example.py").read_text()
+    section = text[text.index("# Apollo's drug-choice study"):].rstrip()
+    return f"```python\n{section}\n```"
+
+
 def nb05():
     md, code = new_markdown_cell, new_code_cell
     return [
@@ -575,44 +584,20 @@ df.head(3)'''),
            "choice, one column per alternative for every attribute (`None` where the "
            "attribute cannot occur in that alternative). The categorical attributes are "
            "dummy-coded against their reference levels (brand Artemis, country USA, "
-           "characteristic standard)."),
+           "characteristic standard) by `ex.drug_choice_panel`, in `jaxiclv/_example.py` "
+           "beside the bundled example (the benchmarks code the study with it too; "
+           "`ex.drug_choice_model` below):\n\n" + _drug_choice_coding()),
         code('''\
-alternatives = [1, 2, 3, 4]
-levels = {"brand": ["Novum", "BestValue", "Supermarket", "PainAway"],
-          "country": ["Switzerland", "Denmark", "India", "Russia", "Brazil"],
-          "char": ["fast acting", "double strength"]}
-attributes = {}
-for variable, kept in levels.items():
-    for level in kept:
-        name = f"{variable}_{level.replace(' ', '_')}"
-        columns = [f"{name}_{j}" for j in alternatives]
-        for j, column in zip(alternatives, columns):
-            df[column] = (df[f"{variable}_{j}"] == level).astype(float)
-        attributes[name] = [c if df[c].any() else None for c in columns]
-for name in ("side_effects", "price"):
-    attributes[name] = [f"{name}_{j}" for j in alternatives]
-
-items = ["attitude_quality", "attitude_ingredients", "attitude_patent", "attitude_dominance"]
-covariates = ["regular_user", "university_educated", "over_50"]
-panel = jic.Panel.from_dataframe(df, id="ID", choice="best", attributes=attributes,
-                                 alternatives=alternatives, indicators=items, covariates=covariates)
+panel = ex.drug_choice_panel(df)
 print(panel.n_individuals, "individuals,", panel.n_observations, "choice tasks")'''),
         md("## The model and Apollo's starting values\n\n`lambda LV` enters the utilities of "
            "both branded alternatives with one coefficient: the latent variable's "
            "coefficients in alternatives 1 and 2 are made one parameter with `jic.share`. "
            "The thresholds are set on their own scale (`q.tau1`, ..., `q.tau4`); "
-           "`set_values` maps them to the first threshold and the logs of the increments."),
+           "`set_values` maps them to the first threshold and the logs of the increments "
+           "(`ex.drug_choice_model`, above)."),
         code('''\
-model = jic.ICLV(
-    latent=jic.Structural({"LV": covariates}),
-    measurement=jic.OrderedLogit({"LV": items}, levels=5),
-    choice=jic.MultinomialLogit(alternatives, attributes=list(attributes), asc=[],
-                                latent={"LV": [1, 2]}))
-model = jic.share(model, {"lambda": ["theta.LV.1", "theta.LV.2"]})
-start = {f"{item}.{name}": value for item in items
-         for name, value in (("zeta.LV", 1.0), ("tau1", -2.0), ("tau2", -1.0), ("tau3", 1.0),
-                             ("tau4", 2.0))}
-model = jic.set_values(model, {**start, "lambda": 1.0})
+model = ex.drug_choice_model()
 print(len(model.parameter_names()), "free parameters:", ", ".join(model.parameter_names()[:8]), "...")
 draws = jic.Halton(n_draws, scramble=False)'''),
         md("## Estimation by Newton's method with the exact Hessian"),
@@ -654,7 +639,7 @@ from scipy.special import expit
 values = result.natural()["estimate"]
 grid = np.linspace(-3, 3, 121)
 fig, axes = plt.subplots(1, 4, figsize=(15, 3.4), sharey=True)
-for ax, item in zip(axes, items):
+for ax, item in zip(axes, ex.DRUG_ITEMS):
     tau = np.array([values[f"{item}.tau{j}"] for j in range(1, 5)])
     cdf = expit(tau[None, :] - values[f"{item}.zeta.LV"] * grid[:, None])      # (grid, 4)
     cdf = np.hstack([np.zeros((grid.size, 1)), cdf, np.ones((grid.size, 1))])
@@ -676,13 +661,15 @@ wtp = jic.delta_method(result, lambda p: {n[len("beta."):]: -p[n] / p[price] for
 wtp.round(3)'''),
         md("## Predicted shares under a price scenario\n\n`jic.shares` averages each "
            "person's choice probabilities (simulated over the draws) over the sample, with "
-           "delta-method standard errors; `data=` predicts for a changed data set, coded as "
-           "the estimation data (`Panel.with_data`). Here alternative 1 costs 10 % more."),
+           "delta-method standard errors; `data=` predicts for a changed data set (a table "
+           "coded as the estimation data by `Panel.with_data`, or a panel: here the "
+           "scenario's, coded by `ex.drug_choice_panel`). Here alternative 1 costs 10 % more."),
         code('''\
 scenario = df.copy()
 scenario["price_1"] *= 1.10
 pd.concat({"now": jic.shares(result)[["estimate", "std err"]],
-           "price of 1 +10 %": jic.shares(result, data=scenario)[["estimate", "std err"]]},
+           "price of 1 +10 %": jic.shares(result, data=ex.drug_choice_panel(scenario))[
+               ["estimate", "std err"]]},
           axis=1).round(4)'''),
         md("Aggregate price elasticities (`d log S_j / d log price_k`: direct on the "
            "diagonal, cross elsewhere):"),

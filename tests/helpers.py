@@ -241,6 +241,27 @@ def check_gradients(problems, theta, what, finite_differences=True, autodiff_sco
     return out
 
 
+def check_second_order(problem, theta, what):
+    """``problem.second_order(theta, "structured")`` (LL_i and g_i from the structured Hessian's
+    pass, one program) against the separate calls: ``loglik``, ``loglik_and_grad``, ``scores``
+    and ``hessian(theta, "structured")``. Each pair evaluates the same float64 terms in another
+    program and order, so they agree to rounding: 1e-12 of the largest element (LL: relative;
+    the gradient: of the largest ``sum_i |s_ip|``, the scale of its rounding where the scores
+    cancel); a missing weight or a wrong individual's term is an O(1) error."""
+    llf, grad, scores, hess = map(np.asarray, problem.second_order(theta, "structured"))
+    assert llf == pytest.approx(float(problem.loglik(theta)), rel=1e-12, abs=0), what
+    separate = np.asarray(problem.scores(theta))  # (N, P)
+    assert scores.shape == separate.shape == (problem.panel.n_individuals, problem.space.size)
+    np.testing.assert_allclose(scores, separate, rtol=0, atol=1e-12 * np.abs(separate).max(),
+                               err_msg=f"{what}: scores")
+    np.testing.assert_allclose(grad, np.asarray(problem.loglik_and_grad(theta)[1]), rtol=0,
+                               atol=1e-12 * np.abs(separate).sum(axis=0).max(),
+                               err_msg=f"{what}: gradient")
+    separate = np.asarray(problem.hessian(theta, "structured"))  # (P, P)
+    np.testing.assert_allclose(hess, separate, rtol=0, atol=1e-12 * np.abs(separate).max(),
+                               err_msg=f"{what}: Hessian")
+
+
 # --------------------------------------------------------------------------------------------
 # Pullbacks against autodiff
 # --------------------------------------------------------------------------------------------

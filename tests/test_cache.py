@@ -4,8 +4,10 @@ first compiled. Each case runs in a fresh process (the setting is read at import
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import pytest
@@ -13,9 +15,10 @@ import pytest
 import jaxiclv as jic
 
 # compiles a small Problem's log-likelihood and gradient; reports where the cache is, the
-# programs it read (JAX's monitoring event) and the log-likelihood
+# programs it read (JAX's monitoring event) and the log-likelihood (and _run adds its stderr)
 SCRIPT = """
-import json, sys
+import json, logging, sys
+logging.basicConfig()  # warnings to stderr as "WARNING:<logger>:<message>"
 import jax
 hits = []
 jax.monitoring.register_event_listener(
@@ -45,7 +48,7 @@ def _run(tmp_path, setting, argument="plain"):
     out = subprocess.run([sys.executable, "-c", SCRIPT, argument], env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "stderr": out.stderr}
 
 
 def _files(directory):
@@ -84,5 +87,44 @@ def test_every_off_spelling(setting, monkeypatch):
     try:
         _configure_on_import()
         assert jax.config.jax_compilation_cache_dir is None
+    finally:
+        jic.compilation_cache(previous)
+
+
+@pytest.mark.xdist_group("cache")
+def test_an_unusable_directory_at_import_is_a_warning_and_no_cache(tmp_path):
+    """``XDG_CACHE_HOME`` a regular file (the default directory cannot be made), or
+    ``JAXICLV_COMPILATION_CACHE`` naming a path under one: the import works, the cache is off,
+    and the ``jaxiclv`` logger says which directory and how to choose another."""
+    (tmp_path / "xdg").write_text("a file, not a directory")
+    for setting, directory in ((None, tmp_path / "xdg" / "jaxiclv" / "jax"),
+                               (str(tmp_path / "xdg" / "chosen"), tmp_path / "xdg" / "chosen")):
+        out = _run(tmp_path, setting)
+        assert out["dir"] is None and out["hits"] == 0, setting
+        assert (f"WARNING:jaxiclv:{str(directory)!r} cannot be used as jaxiclv's compilation "
+                "cache" in out["stderr"]), out["stderr"]
+        assert "JAXICLV_COMPILATION_CACHE=/path" in out["stderr"], out["stderr"]
+
+
+def test_an_unusable_directory_at_run_time_is_an_error_naming_the_switches(tmp_path, monkeypatch):
+    """Under a regular file (mkdir fails), the file itself, and a directory the OS reports
+    read-only (``os.access`` patched: as root every directory is writable): an ``OSError``
+    naming the path and the switches, and the setting unchanged."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kwargs: (
+        False if Path(path) == locked else access(path, mode, **kwargs)))
+    previous = jax.config.jax_compilation_cache_dir
+    try:
+        for bad in (blocker / "cache", blocker, locked):
+            with pytest.raises(OSError, match=re.escape(
+                    f"{str(bad)!r} cannot be used as jaxiclv's compilation cache")) as error:
+                jic.compilation_cache(bad)
+            for switch in ("jic.compilation_cache(None)", "JAXICLV_COMPILATION_CACHE=off"):
+                assert switch in str(error.value)
+            assert jax.config.jax_compilation_cache_dir == previous
     finally:
         jic.compilation_cache(previous)

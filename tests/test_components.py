@@ -9,7 +9,8 @@ tolerance (Newton to a relative gradient of 1e-12: ~1e-12 of the parameters, 1e-
 The analytic gradients of the nonlinear models against autodiff and central differences use
 ``check_gradients`` (see test_gradients), the Hessians the bounds of test_hessian: exact methods
 1e-10 of the largest entry (sums of N R terms two ways), forward differences 100 sqrt(eps),
-central differences 100 eps^(2/3).
+central differences 100 eps^(2/3); ``Problem.second_order`` equals the separate calls to
+rounding (1e-12 of the largest element, ``helpers.check_second_order``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from jax.nn import log_sigmoid
 from scipy import special, stats
 
 import jaxiclv as jic
-from helpers import (EPS, SharedScaleNormal, check_gradients, panel_from_frame, problems_for,
-                     random_values, simulated_frame, simulated_panel, with_random_values)
+from helpers import (EPS, SharedScaleNormal, check_gradients, check_second_order,
+                     panel_from_frame, problems_for, random_values, simulated_frame,
+                     simulated_panel, with_random_values)
 
 HESSIAN_BOUND = {"structured": 1e-10, "jacfwd": 1e-10, "fd-forward": 100 * np.sqrt(EPS),
                  "fd-central": 100 * EPS ** (2 / 3)}
@@ -40,6 +42,8 @@ def plain_hessian(problem):
 
 
 def check_every_hessian(problem, theta, what):
+    """Every Hessian method against ``jax.hessian``, and ``second_order`` (the structured
+    Hessian's one program) against the separate calls."""
     expected = np.asarray(plain_hessian(problem)(theta))
     scale = np.abs(expected).max()
     for method in jic.HESSIANS:
@@ -47,6 +51,7 @@ def check_every_hessian(problem, theta, what):
         assert np.all(np.isfinite(got)), (what, method)
         np.testing.assert_allclose(got, expected, rtol=0, atol=HESSIAN_BOUND[method] * scale,
                                    err_msg=f"{what}: {method}")
+    check_second_order(problem, theta, what)
 
 
 # --------------------------------------------------------------------------------------------

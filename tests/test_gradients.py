@@ -59,8 +59,8 @@ from jax.test_util import check_grads
 
 import jaxiclv as jic
 from helpers import (EPS, N_DRAWS, RANGES, SharedScaleNormal, assert_trees_close,
-                     check_gradients, check_pullbacks, fd_bound, gradient_tolerance,
-                     panel_from_frame, problems_for,
+                     check_gradients, check_pullbacks, check_second_order, fd_bound,
+                     gradient_tolerance, panel_from_frame, problems_for,
                      pullbacks_against_autodiff, random_values, randomize, simulated_frame,
                      simulated_panel, third_differences, with_random_values)
 from jaxiclv._example import reference_panel, reference_truth
@@ -701,7 +701,8 @@ def test_structured_hessian_at_extreme_points(scenario):
     """The structured Hessian (per-draw scores, compressed directions) against autodiff's
     ``jax.hessian`` where the draw weights are one-hot (sigma = 1e-2, see below: the centred
     outer products vanish and the second-derivative term is all) and where probit utilities
-    reach +-38 (the kernel's far-tail branch)."""
+    reach +-38 (the kernel's far-tail branch); there, ``second_order``'s LL, gradient, scores
+    and Hessian (one program) equal the separate calls to rounding."""
     if scenario == "one-hot draw weights":
         values, edit = {f"{y}.log_sigma": math.log(1e-2) for y in ("y1", "y2", "y3")}, None
     else:
@@ -716,6 +717,7 @@ def test_structured_hessian_at_extreme_points(scenario):
     assert np.all(np.isfinite(got))
     # sums of N R terms two ways in float64 (see _hessians)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+    check_second_order(an, theta, scenario)
 
 
 def _draw_logliks(model, problem):

@@ -2,7 +2,8 @@
 dropped from their measurement likelihood. The log-likelihood equals that of models with the
 item removed by hand for those people; the gradients and every Hessian method equal autodiff's
 at random and extreme points (with the nested logit and the random terms of
-``test_nested`` and ``test_mixed`` in the same model); the kernels stay finite on the whole
+``test_nested`` and ``test_mixed`` and sampling weights in the same model), and so does
+``Problem.second_order``'s one program the separate calls; the kernels stay finite on the whole
 real line; bad input is a clear error."""
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import numpy as np
 import pytest
 
 import jaxiclv as jic
-from helpers import (N_DRAWS, check_gradients, problems_for, random_values, simulated_frame,
-                     with_random_values)
+from helpers import (N_DRAWS, check_gradients, check_second_order, problems_for, random_values,
+                     simulated_frame, with_random_values)
 from jaxiclv._kernels import normal_interval, ordered_interval
 
 N, TASKS = 14, 2
@@ -70,8 +71,8 @@ def panel_of(df, drop=(), **kwargs):
         **kwargs)
 
 
-def dropping(df):
-    return panel_of(df, missing_indicators="drop", missing_codes=CODES)
+def dropping(df, **kwargs):
+    return panel_of(df, missing_indicators="drop", missing_codes=CODES, **kwargs)
 
 
 def test_loglik_equals_the_model_with_the_missing_items_removed_by_hand():
@@ -106,14 +107,17 @@ def test_loglik_equals_the_model_with_the_missing_items_removed_by_hand():
 
 def test_gradients_and_every_hessian_of_every_feature_match_autodiff():
     """Missing answers (ordered probit and logit, normal), a nested logit, a random lognormal
-    coefficient and an error component in one model: the analytic gradient and scores against
-    autodiff and central differences, and every Hessian method against ``jax.hessian``, at a
-    random point and at one four times as far from 0 (loadings and utilities of +-10,
-    thresholds in the tails, lambda down to 0.01, lognormal coefficients of exp(+-8): the draw
-    weights nearly one-hot)."""
+    coefficient, an error component and sampling weights in one model: the analytic gradient
+    and scores against autodiff and central differences, every Hessian method against
+    ``jax.hessian``, and ``second_order`` against the separate calls, at a random point and at
+    one four times as far from 0 (loadings and utilities of +-10, thresholds in the tails,
+    lambda down to 0.01, lognormal coefficients of exp(+-8): the draw weights nearly
+    one-hot)."""
     spec = every_feature()
     assert spec.n_draw_dims == 4  # a, b, then the cost coefficient and the error component
-    problems = problems_for(spec, dropping(frame()))
+    df = frame()
+    df["w"] = 0.5 + df["id"].rank(method="dense") % 4  # 0.5, 1.5, 2.5, 3.5 by individual
+    problems = problems_for(spec, dropping(df, weights="w"))
     an = problems["analytic"]
     plain = jax.jit(jax.hessian(lambda t: jic.simulated_loglik(
         an.space.unflatten(t), an.data, an.draws)))
@@ -136,6 +140,7 @@ def test_gradients_and_every_hessian_of_every_feature_match_autodiff():
             np.testing.assert_allclose(got, expected, rtol=0,
                                        atol=bound * np.abs(expected).max(),
                                        err_msg=f"{method}, scale {scale}")
+        check_second_order(an, theta, f"every feature, scale {scale}")
 
 
 @pytest.mark.parametrize("link", ["probit", "logit"])
