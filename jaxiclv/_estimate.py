@@ -198,6 +198,7 @@ def _trust_exact(problem: Problem, max_iter, gtol, report, every, hessian_method
     n = problem.panel.n_individuals
     eps = float(jnp.finfo(problem.dtype).eps)
     history: list[float] = []  # LL after each iteration
+    decrements: list[float] = []  # Newton decrement after each iteration
     at_point: dict = {}  # theta bytes -> (LL, gradient, scores, Hessian), the last point only
 
     def fun(theta):
@@ -234,8 +235,6 @@ def _trust_exact(problem: Problem, max_iter, gtol, report, every, hessian_method
         decrements.append(_newton_decrement(grad, matrix))
         if len(history) > STALL_ITERATIONS and _stalled(history, decrements, gtol, eps):
             raise StopIteration
-
-    decrements: list[float] = []  # Newton decrement after each iteration
 
     try:
         out = optimize.minimize(fun, np.asarray(problem.theta0), jac=True,
