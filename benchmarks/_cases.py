@@ -138,21 +138,25 @@ def panel_for(model: jic.ICLV, data: pd.DataFrame) -> jic.Panel:
 
 class Case:
     """One case's model, panel and draws, with a :class:`jaxiclv.Problem` per gradient kind
-    (made on first use; all share the same draws)."""
+    (made on first use; all share the same draws), on one device or sharded over the first
+    ``devices``."""
 
-    def __init__(self, variant: str, n: int, r: int, dtype: str, quick: bool, n_base: int):
+    def __init__(self, variant: str, n: int, r: int, dtype: str, quick: bool, n_base: int,
+                 devices: int | None = None):
         self.model = true_model(variant, quick)
         if variant == "mixed-logit":  # its own simulated individuals, as many as asked for
             n_base = n
         self.panel = panel_for(self.model, replicate(base_data(variant, quick, n_base), n))
         self.dtype = jnp.dtype(dtype)
         self.draws = jic.make_draws(jic.Halton(r, seed=0), n, self.model.n_draw_dims)
+        self.devices = devices  # the individuals sharded over the first ``devices`` devices
         self._problems: dict[tuple[str, str], jic.Problem] = {}
 
     def problem(self, gradient: str = "analytic", pullbacks: str = "hand-derived") -> jic.Problem:
         if (gradient, pullbacks) not in self._problems:
             self._problems[gradient, pullbacks] = jic.Problem(
-                self.model, self.panel, self.draws, dtype=self.dtype, gradient=gradient, pullbacks=pullbacks)
+                self.model, self.panel, self.draws, dtype=self.dtype, gradient=gradient,
+                pullbacks=pullbacks, devices=self.devices or 1)
         return self._problems[gradient, pullbacks]
 
     @property

@@ -13,17 +13,22 @@ AXES = (("individuals", "n", "N (individuals)"), ("draws", "r", "R (draws)"))
 
 def add_accuracy(rows: list[dict], arrays: Path) -> None:
     """Add ``max_abs_err`` and ``max_rel_err`` (``max_p |x_p - ref_p| / max(|ref_p|, 1)``,
-    the mixed absolute/relative error) against the float64 reference of the same size."""
+    the mixed absolute/relative error) against the float64 reference of the same size; a
+    sharded case against the same method on one device."""
     for row in rows:
         if row["method"] not in REFERENCE_OF or "error" in row:
             continue
         reference_key = row["key"].replace(row["dtype"], "float64")
+        reference_method = REFERENCE_OF[row["method"]]
+        if row.get("devices"):
+            reference_key = reference_key.removesuffix(f"-D{row['devices']}") + "-D1"
+            reference_method = row["method"]
         own = arrays / f"{row['key']}__{row['method']}.npy"
-        reference = arrays / f"{reference_key}__{REFERENCE_OF[row['method']]}.npy"
+        reference = arrays / f"{reference_key}__{reference_method}.npy"
         if own.exists() and reference.exists():
             x, ref = np.load(own).astype(np.float64), np.load(reference)
             error = np.abs(x - ref)
-            row.update(reference=f"{reference_key} {REFERENCE_OF[row['method']]}",
+            row.update(reference=f"{reference_key} {reference_method}",
                        is_reference=own == reference, max_abs_err=float(error.max()),
                        max_rel_err=float((error / np.maximum(np.abs(ref), 1.0)).max()))
 
@@ -193,6 +198,21 @@ def write_markdown(report: dict, path: Path) -> str:
         lines += [f"| {row['key']} | {row.get('n_params', '')} | {row['method']} "
                   f"| {_g(row['median_s'])} | {row['median_s'] / (row['n'] * row['r']) * 1e6:.3g} |"
                   for row in mixed]
+    sharded = [row for row in report["results"]
+               if "devices" in row.get("groups", ()) and row.get("median_s") is not None]
+    if sharded:
+        one = {row["method"]: row["median_s"] for row in sharded if row["devices"] == 1}
+        lines += ["", "## Devices: individuals sharded over k devices", "",
+                  "Throughput in individual-draws per second (N x R / median time); the "
+                  "speed-up over one device; the largest relative difference from one device's "
+                  "result (`max |x - ref| / max(|ref|, 1)`). On a CPU the devices are forced "
+                  "CPU devices sharing its cores.", "",
+                  "| case | devices | method | median (s) | individual-draws / s | speed-up "
+                  "| difference from 1 device |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {row['key']} | {row['n_devices']} | {row['method']} | {_g(row['median_s'])} "
+                  f"| {row['n'] * row['r'] / row['median_s']:.3g} "
+                  f"| {_g(one[row['method']] / row['median_s'] if row['method'] in one else None)} "
+                  f"| {_g(row.get('max_rel_err'), '.1e')} |" for row in sharded]
     if report.get("wait"):
         lines += ["", "## The whole wait: estimate, cold and warm", "",
                   "Each row is a fresh process: `import jaxiclv`, then `jic.estimate(model, "

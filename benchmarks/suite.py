@@ -24,6 +24,11 @@ Size groups (``--sizes``, default all):
   reference ICLV with a normal cost coefficient, each with the log-likelihood, the analytic
   gradient and the structured Hessian (jacfwd as its reference), next to the plain reference
   ICLV (per individual x draw costs compared in the report);
+- ``devices``: individuals sharded over 1, 2 and 4 devices (forced CPU devices on a CPU,
+  ``XLA_FLAGS=--xla_force_host_platform_device_count``; the first ``k`` real devices on an
+  accelerator) at 10x the reference's N (3,280 individuals x 100 draws): the log-likelihood,
+  the analytic gradient and the structured Hessian, in individual-draws per second, and their
+  difference from one device;
 - ``wait``: the whole wait a user has, each in fresh processes (:mod:`benchmarks.wait`):
   ``jic.estimate`` of the reference example, Apollo's drug-choice study and a small
   40-parameter MNL ICLV (:mod:`benchmarks._studies`) with Newton (``trust-exact``, the
@@ -55,7 +60,8 @@ from . import METHOD_NAMES, peer
 from ._report import add_accuracy, scaling_exponents, write_markdown, write_plots
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-GROUPS = ("reference", "nonlinear", "individuals", "draws", "dtype", "mixed", "wait", "peer")
+GROUPS = ("reference", "nonlinear", "individuals", "draws", "dtype", "mixed", "devices", "wait",
+          "peer")
 PEER_MISSING = ("Biogeme is not installed in this environment; it needs pandas < 3, so install "
                 "it in its own: pip install -e '.[peer]', then python -m benchmarks --sizes peer")
 REPLAY = ("replay-grad", "replay-hessian")
@@ -74,7 +80,9 @@ MODES = {
         dtype=("loglik", "grad-analytic", "grad-autodiff", "hessian-structured",
                "hessian-jacfwd"),
         mixed=dict(n=1000, r=500, methods=("loglik", "grad-analytic", "hessian-structured",
-                                           "hessian-jacfwd"))),
+                                           "hessian-jacfwd")),
+        devices=dict(n=3280, r=100, counts=(1, 2, 4),
+                     methods=("loglik", "grad-analytic", "hessian-structured"))),
     "quick": dict(
         n=16, r=8, individuals=(16, 32), draws=(8, 16), repeat=3, budget_s=0.5, max_iter=20,
         studies=("small",), main_job=False,
@@ -84,12 +92,13 @@ MODES = {
         scaling=("loglik", "grad-analytic"),
         dtype=("loglik", "grad-analytic", "grad-autodiff"),
         mixed=dict(n=16, r=8, methods=("loglik", "grad-analytic", "hessian-structured",
-                                       "hessian-jacfwd"))),
+                                       "hessian-jacfwd")),
+        devices=dict(n=16, r=8, counts=(1, 2), methods=("loglik", "grad-analytic"))),
 }
 
 
-def _key(variant, n, r, dtype) -> str:
-    return f"{variant}-N{n}-R{r}-{dtype}"
+def _key(variant, n, r, dtype, devices=None) -> str:
+    return f"{variant}-N{n}-R{r}-{dtype}" + ("" if devices is None else f"-D{devices}")
 
 
 def plan(groups, mode: dict) -> tuple[list[dict], list[dict]]:
@@ -98,13 +107,13 @@ def plan(groups, mode: dict) -> tuple[list[dict], list[dict]]:
     n, r = mode["n"], mode["r"]
     wanted, skipped = [], []
 
-    def add(group, variant, n_, r_, dtype, methods):
+    def add(group, variant, n_, r_, dtype, methods, devices=None):
         for method in methods:
             if method in REPLAY and n_ * r_ > REPLAY_UP_TO * n * r:
                 skipped.append(dict(group=group, case=_key(variant, n_, r_, dtype), method=method,
                                     reason=f"N x R above {REPLAY_UP_TO}x the reference's"))
             else:
-                wanted.append((group, (variant, n_, r_, dtype), method))
+                wanted.append((group, (variant, n_, r_, dtype, devices), method))
 
     if "reference" in groups:
         add("reference", "ordinal", n, r, "float64", METHOD_NAMES)
@@ -124,12 +133,17 @@ def plan(groups, mode: dict) -> tuple[list[dict], list[dict]]:
         add("mixed", "mixed-logit", mixed["n"], mixed["r"], "float64", mixed["methods"])
         for variant in ("random-cost", "ordinal"):
             add("mixed", variant, n, r, "float64", mixed["methods"])
+    if "devices" in groups:
+        sharded = mode["devices"]
+        for count in sharded["counts"]:
+            add("devices", "ordinal", sharded["n"], sharded["r"], "float64", sharded["methods"],
+                devices=count)
 
     cases: dict[tuple, dict] = {}
-    for group, (variant, n_, r_, dtype), method in wanted:
-        case = cases.setdefault((variant, n_, r_, dtype), dict(
-            key=_key(variant, n_, r_, dtype), variant=variant, n=n_, r=r_, dtype=dtype,
-            groups=[], methods=[]))
+    for group, (variant, n_, r_, dtype, devices), method in wanted:
+        case = cases.setdefault((variant, n_, r_, dtype, devices), dict(
+            key=_key(variant, n_, r_, dtype, devices), variant=variant, n=n_, r=r_, dtype=dtype,
+            devices=devices, groups=[], methods=[]))
         if group not in case["groups"]:
             case["groups"].append(group)
         if method not in case["methods"]:
@@ -213,9 +227,12 @@ def run_case(case: dict, scratch: Path) -> list[dict]:
     command = [sys.executable, "-m", "benchmarks.single", "--case", json.dumps(case),
                "--json", str(result), "--arrays", str(scratch / "arrays")]
     # no compilation cache: a method's first call is its compilation (the wait group measures
-    # the cache on its own)
-    completed = subprocess.run(command, cwd=REPOSITORY,
-                               env=dict(os.environ, JAXICLV_COMPILATION_CACHE="off"))
+    # the cache on its own); a devices case on a CPU gets that many CPU devices
+    env = dict(os.environ, JAXICLV_COMPILATION_CACHE="off")
+    if case.get("devices"):
+        env["XLA_FLAGS"] = (f"{env.get('XLA_FLAGS', '')} "
+                            f"--xla_force_host_platform_device_count={case['devices']}").strip()
+    completed = subprocess.run(command, cwd=REPOSITORY, env=env)
     if completed.returncode != 0 or not result.exists():
         return [dict(case, method=m, error=f"benchmark process exited with {completed.returncode}")
                 for m in case["methods"]]

@@ -84,12 +84,12 @@ def _relative_gradient(grad, theta, llf) -> float:
 _SOLVER = optax.lbfgs()
 
 
-@functools.partial(jax.jit, static_argnames=("gradient", "chunk_size"))
-def _lbfgs_step(space, data, draws, theta, state, gradient, chunk_size):
-    """One L-BFGS iteration on ``-LL / N`` (the scale of the objective does not grow with the
-    sample); returns the new point, the state, and ``-LL / N`` and its gradient at ``theta``."""
-    n = draws.shape[0]
-    value_fn = lambda t: -objective(space, t, data, draws, gradient, chunk_size) / n
+@functools.partial(jax.jit, static_argnames=("gradient", "blocks", "n"))
+def _lbfgs_step(space, data, draws, theta, state, gradient, blocks, n):
+    """One L-BFGS iteration on ``-LL / N`` (``n`` individuals: the scale of the objective does
+    not grow with the sample); returns the new point, the state, and ``-LL / N`` and its
+    gradient at ``theta``."""
+    value_fn = lambda t: -objective(space, t, data, draws, gradient, blocks) / n
     value, grad = optax.value_and_grad_from_state(value_fn)(theta, state=state)
     updates, state = _SOLVER.update(grad, state, theta, value=value, grad=grad, value_fn=value_fn)
     return optax.apply_updates(theta, updates), state, value, grad
@@ -98,7 +98,7 @@ def _lbfgs_step(space, data, draws, theta, state, gradient, chunk_size):
 def _lbfgs(problem: Problem, max_iter, gtol, report, every, stage):
     n = problem.panel.n_individuals
     step = functools.partial(_lbfgs_step, problem.space, problem.data, problem.draws,
-                             gradient=problem.gradient, chunk_size=problem.chunk_size)
+                             gradient=problem.gradient, blocks=problem.blocks, n=n)
     theta = last_finite = problem.theta0
     state = _SOLVER.init(theta)
     history, status, stall = [], Status.MAX_ITERATIONS, 0
@@ -268,7 +268,7 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
              optimizer: str = "trust-exact", max_iter: int = 2000, gtol: float = 1e-6,
              gradient: str = "analytic", hessian: str = "structured", cov_type: str = "robust",
              clusters=None, finite_sample: bool = False, compare_hessians: bool = False,
-             chunk_size: int | str | None = "auto", dtype=jnp.float64, start=None,
+             chunk_size: int | str | None = "auto", devices=None, dtype=jnp.float64, start=None,
              progress: bool | Callable[[int, float, float], None] = False,
              progress_every: int = 25, throw: bool = False) -> Results:
     """Estimate ``model`` on ``panel`` by simulated maximum likelihood.
@@ -305,8 +305,14 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
         ``G / (G - 1)`` (cluster), as Stata does; default ``False`` (as Biogeme).
     compare_hessians: also compute the Hessian by every method and attach the comparison
         (``result.hessian_comparison``).
-    chunk_size: evaluate the likelihood over blocks of this many individuals (bounded memory,
-        better cache use); ``"auto"`` (default): 40 on CPU, all at once on an accelerator.
+    chunk_size: evaluate the likelihood over blocks of this many individuals on each device
+        (bounded memory, better cache use); ``"auto"`` (default): as many as keep a block's
+        per-draw values within a working-set budget (:mod:`jaxiclv._individuals`).
+    devices: shard the individuals over these devices: ``None`` (default), every device JAX
+        sees (every process's under ``jax.distributed``); an integer ``k``, the first ``k`` of
+        this process's devices (``1``: one device, no sharding); or a list of devices. Every sum over individuals
+        is reduced across them; the results do not depend on the number of devices beyond
+        rounding.
     dtype: ``jnp.float64`` (default) or ``jnp.float32``.
     start: where the optimiser starts: ``None`` (default: the model's values), a mapping of
         parameter names to values (:func:`set_values` names, natural scale included), a
@@ -344,6 +350,7 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
     report = _progress_to_stderr if progress is True else (progress or None)
     stage = _stages(progress is True)
     fit = functools.partial(_maximise, panel=panel, fixed=fixed, chunk_size=chunk_size,
+                            devices=devices,
                             dtype=dtype, gradient=gradient, optimizer=optimizer,
                             max_iter=max_iter, gtol=gtol, report=report, every=progress_every,
                             hessian=hessian, stage=stage)
@@ -386,7 +393,8 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
         n_individuals=panel.n_individuals, n_observations=panel.n_observations,
         n_outcomes=(panel.n_observations if fitted.choice is not None else 0)
         + panel.n_individuals * len(indicators) - sum(missing.values()),
-        n_draws=int(problem.draws.shape[1]), draws_description=_describe_draws(draws, problem.draws.shape),
+        n_draws=problem.n_draws,
+        draws_description=_describe_draws(draws, (panel.n_individuals, *problem.draws.shape[1:])),
         weighted=bool(np.any(weights != 1.0)),
         iterations=iterations, seconds=time.perf_counter() - started, status=status,
         message=message, gradient_norm=float(np.max(np.abs(grad))), history=np.asarray(history),
@@ -400,18 +408,19 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
     return results
 
 
-def _maximise(model, *, panel, draws, fixed, chunk_size, dtype, gradient, optimizer, max_iter,
-              gtol, report, every, hessian, stage):
+def _maximise(model, *, panel, draws, fixed, chunk_size, devices, dtype, gradient, optimizer,
+              max_iter, gtol, report, every, hessian, stage):
     """``(problem, theta, status, history, iterations, (LL, gradient, scores, Hessian) at theta
     or None, LL at the start)``: the optimiser's run from the model's values. A
     log-likelihood that is not finite at the start raises."""
-    problem = Problem(model, panel, draws, fixed, chunk_size, dtype, gradient)
+    problem = Problem(model, panel, draws, fixed, chunk_size, dtype, gradient, devices=devices)
     if not problem.space.names:
         raise ValueError("every parameter is fixed: there is nothing to estimate (to evaluate "
                          "the log-likelihood at these values, use Problem(...).loglik)")
     stage(f"{problem.space.size} parameters, {panel.n_individuals} individuals x "
-          f"{problem.draws.shape[1]} draws, blocks of {problem.chunk_size or panel.n_individuals}"
-          f" individuals")
+          f"{problem.n_draws} draws, blocks of {problem.chunk_size or panel.n_individuals}"
+          f" individuals" + (f" on each of {problem.blocks.mesh.size} devices"
+                             if problem.blocks.mesh.size > 1 else ""))
     llf_start = float(_announced(  # the optimiser's own program
         stage, "the log-likelihood and its gradient",
         lambda: problem.loglik_and_grad(problem.theta0))[0])

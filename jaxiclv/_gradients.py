@@ -53,8 +53,8 @@ def loglik_and_grad_per_individual(model, data: PanelArrays, draws: Float[Array,
     """``(LL_i (N,), per-individual gradients)``: a model-shaped pytree whose leaves have a
     leading axis of size N (the scores for BHHH and robust standard errors)."""
     check_inputs(model, data, draws)
-    return for_each_individual(lambda x, eta: individual_loglik_and_grad(model, x, eta, pullbacks),
-                               data, draws, chunk_size)
+    return for_each_individual(lambda m, x, eta: individual_loglik_and_grad(m, x, eta, pullbacks),
+                               model, data, draws, chunk_size)
 
 
 def loglik_and_grad(model, data: PanelArrays, draws: Float[Array, "N R D"],

@@ -1,10 +1,18 @@
-"""The individual axis: how a per-individual function is mapped over individuals, and how
-many individuals go in one block.
+"""The individual axis: how a per-individual function is mapped over individuals, how many
+individuals go in one block, and how individuals are laid out over devices.
 
 Every per-individual computation (the log-likelihood, its gradient, the scores, every Hessian,
 the post-estimation functions) goes through :func:`for_each_individual` (stacked results) or
-:func:`accumulate_over_chunks` (sums and stacked rows): all individuals at once
-(``vmap``, ``chunk_size=None``) or ``chunk_size`` at a time.
+:func:`accumulate_over_chunks` (sums and stacked rows), under a :class:`Blocks` layout:
+``size`` individuals at a time (``None``: all at once, ``vmap``) on each device of ``mesh``
+(``None``: no mesh, the arrays where they are). With a mesh, individuals are sharded over its
+one axis ``"individuals"`` (``jax.shard_map``; the parameters, passed explicitly, replicated):
+each device maps its own individuals in blocks, stacked results stay sharded, and sums are
+reduced across devices (``psum``; a weighted sum of sharded rows, as the log-likelihood's
+``sum_i w_i LL_i``, is reduced by XLA). :func:`place_individuals` pads the individuals to a
+multiple of the number of devices with copies of the first individual of sampling weight 0
+(they add nothing to any weighted sum; callers drop their rows) and shards them.
+:class:`~jaxiclv.Problem` always has a mesh, of one device or many: the same code path.
 
 Block size (``chunk_size="auto"``, :func:`auto_chunk_size`): a block of ``n`` individuals with
 ``R`` draws holds about ``n R W`` per-draw values, ``W = T J + K + D`` (utilities of the
@@ -23,16 +31,120 @@ Hessian 1.2 s with 32 directions over blocks of 1 individual against 2.7 s over 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Float
 
-__all__ = ["for_each_individual", "map_individuals", "accumulate_over_chunks",
-           "auto_chunk_size", "resolve_chunk_size", "chunk_size_for_directions",
-           "per_draw_width", "WORKING_SET"]
+__all__ = ["Blocks", "INDIVIDUALS", "individual_mesh", "place_individuals", "gather_individuals",
+           "for_each_individual",
+           "map_individuals", "accumulate_over_chunks", "auto_chunk_size", "resolve_chunk_size",
+           "chunk_size_for_directions", "per_draw_width", "WORKING_SET"]
 
 # per-draw values a block may hold, by backend kind
 WORKING_SET = {"cpu": 2 ** 18, "accelerator": 2 ** 25}
+
+INDIVIDUALS = "individuals"  # the mesh axis the individuals are sharded over
+_SHARDED = PartitionSpec(INDIVIDUALS)
+
+
+class Blocks(NamedTuple):
+    """The layout of the individual axis (hashable: a static argument of the jitted
+    functions): ``size`` individuals per block on each device (``None``: all of them at
+    once) and the ``mesh`` the individuals are sharded over (``None``: none)."""
+
+    size: int | None = None
+    mesh: Mesh | None = None
+
+
+def _as_blocks(chunk_size: int | None | Blocks) -> Blocks:
+    return chunk_size if isinstance(chunk_size, Blocks) else Blocks(chunk_size)
+
+
+def individual_mesh(devices: int | Sequence | None = None) -> Mesh:
+    """A one-axis mesh ``"individuals"`` over ``devices``: ``None``, every device JAX sees
+    (every process's under ``jax.distributed``); an integer ``k``, the first ``k`` of this
+    process's devices (``1``: no sharding); or the devices themselves."""
+    if devices is None:
+        chosen = jax.devices()
+    elif isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+        local = jax.local_devices()
+        if not 1 <= devices <= len(local):
+            raise ValueError(f"devices={devices}: this process has {len(local)} device(s) "
+                             f"({local[0].platform})")
+        chosen = local[:devices]
+    else:
+        chosen = list(devices)
+        if not chosen:
+            raise ValueError("devices is empty: give None (every device), a count or devices")
+    return Mesh(np.array(chosen), (INDIVIDUALS,))
+
+
+def place_individuals(data, draws, mesh: Mesh):
+    """``(data, draws)`` padded to a multiple of ``mesh.size`` individuals with copies of the
+    first individual of sampling weight 0, and sharded over ``mesh`` (each process supplies
+    its own devices' rows: ``jax.make_array_from_callback``, so under ``jax.distributed``
+    every process passes the whole panel and holds only its devices' individuals)."""
+    n = draws.shape[0]
+    extra = -n % mesh.size
+    sharding = NamedSharding(mesh, _SHARDED)
+
+    def pad(a):  # (N, ...) -> (N + extra, ...): copies of the first individual
+        a = np.asarray(a)
+        return np.concatenate([a, np.broadcast_to(a[:1], (extra, *a.shape[1:]))])
+
+    def place(a):
+        a = np.asarray(a)
+        return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+
+    if extra:
+        data, draws = jax.tree.map(pad, (data, draws))
+        weights = data.weights.copy()
+        weights[n:] = 0.0
+        data = eqx.tree_at(lambda d: d.weights, data, weights)
+    return jax.tree.map(place, (data, draws))
+
+
+def gather_individuals(rows, n_individuals: int):
+    """The first ``n_individuals`` rows (the panel's, without the padding) of per-individual
+    results sharded like the individuals, readable on this process: under ``jax.distributed``
+    the other processes' rows are gathered (``process_allgather``, every process calls it)."""
+    def gather(a):
+        if not a.is_fully_addressable:
+            a = multihost_utils.process_allgather(a, tiled=True)
+        return a[:n_individuals]
+
+    return jax.tree.map(gather, rows)
+
+
+def _over_devices(local, mesh: Mesh | None, summed: bool, params, *args):
+    """``local(params, *args)`` on each device's individuals of ``mesh`` (the leading axis of
+    every leaf of ``args``; ``params`` replicated), its output stacked back over the devices,
+    sharded like the individuals; with ``summed``, ``local`` returns ``(sums, rows)`` and the
+    sums are added across devices (``psum``). ``mesh=None``: ``local(params, *args)``
+    itself. Whatever depends on the parameters goes in ``params``: a traced value closed
+    over, committed to the mesh, cannot enter ``shard_map``'s per-device computation."""
+    if mesh is None:
+        return local(params, *args)
+    n = jax.tree.leaves(args)[0].shape[0]
+    if n % mesh.size:
+        raise ValueError(f"{n} individuals cannot be sharded evenly over {mesh.size} devices: "
+                         f"place them with place_individuals (pads them)")
+
+    def on_device(params, *args):
+        out = local(params, *args)
+        return (jax.lax.psum(out[0], INDIVIDUALS), out[1]) if summed else out
+
+    return jax.shard_map(on_device, mesh=mesh,
+                         in_specs=(PartitionSpec(), *[_SHARDED] * len(args)),
+                         out_specs=(PartitionSpec(), _SHARDED) if summed else _SHARDED,
+                         check_vma=False)(params, *args)
 
 
 def per_draw_width(data, n_draw_dims: int) -> int:
@@ -53,7 +165,8 @@ def auto_chunk_size(n_individuals: int, n_draws: int, width: int,
 
 
 def resolve_chunk_size(chunk_size, n_individuals: int, n_draws: int, width: int) -> int | None:
-    """``"auto"``: :func:`auto_chunk_size`; a positive integer or ``None`` (one pass) as given."""
+    """``"auto"``: :func:`auto_chunk_size` (``n_individuals``: those of one device); a positive
+    integer or ``None`` (one pass) as given."""
     if isinstance(chunk_size, str) and chunk_size == "auto":
         return auto_chunk_size(n_individuals, n_draws, width)
     if chunk_size is not None and (isinstance(chunk_size, str) or int(chunk_size) != chunk_size
@@ -62,11 +175,13 @@ def resolve_chunk_size(chunk_size, n_individuals: int, n_draws: int, width: int)
     return chunk_size
 
 
-def chunk_size_for_directions(chunk_size: int | None, directions: int) -> int | None:
-    """Individuals per block when ``directions`` tangent directions (or perturbed points) go
-    through at once (pass the number actually in flight): ``chunk_size // directions``, at
-    least 1, the same working set as a gradient block; ``None`` (one pass) stays ``None``."""
-    return None if chunk_size is None else max(1, chunk_size // directions)
+def chunk_size_for_directions(chunk_size: int | None | Blocks, directions: int) -> Blocks:
+    """The layout when ``directions`` tangent directions (or perturbed points) go through at
+    once (pass the number actually in flight): blocks of ``size // directions`` individuals,
+    at least 1, the same working set as a gradient block, on the same devices; ``None`` (one
+    pass) stays ``None``."""
+    blocks = _as_blocks(chunk_size)
+    return blocks._replace(size=None if blocks.size is None else max(1, blocks.size // directions))
 
 
 def map_individuals(f, xs, chunk_size: int):
@@ -83,20 +198,25 @@ def map_individuals(f, xs, chunk_size: int):
                                         for s, k in zip(shapes, keep)])
 
 
-def for_each_individual(f, data, draws: Float[Array, "N R D"], chunk_size: int | None):
-    """``f(x_i, eta_i)`` of every individual, stacked on a leading axis ``N``: all at once
-    (``vmap``, ``chunk_size=None``) or over blocks of ``chunk_size`` individuals."""
-    if chunk_size is None:
-        return jax.vmap(f)(data, draws)
-    return map_individuals(lambda xe: f(*xe), (data, draws), chunk_size)
+def for_each_individual(f, params, data, draws: Float[Array, "N R D"],
+                        chunk_size: int | None | Blocks):
+    """``f(params, x_i, eta_i)`` of every individual, stacked on a leading axis ``N``
+    (sharded like the individuals): all at once (``vmap``) or over blocks of individuals, on
+    each device of the layout (``chunk_size``: individuals per block, ``None`` or a
+    :class:`Blocks`). ``params`` (a pytree: the model, the parameter vector) is what every
+    individual shares."""
+    blocks = _as_blocks(chunk_size)
+
+    def local(params, data, draws):
+        one = lambda x, eta: f(params, x, eta)
+        if blocks.size is None:
+            return jax.vmap(one)(data, draws)
+        return map_individuals(lambda xe: one(*xe), (data, draws), blocks.size)
+
+    return _over_devices(local, blocks.mesh, False, params, data, draws)
 
 
-def accumulate_over_chunks(f, xs, chunk_size: int | None):
-    """``(sum_b sums_b, rows)`` where ``f(xs_b) = (sums_b, rows_b)`` for blocks ``xs_b`` of
-    ``chunk_size`` individuals (the leading axis of every leaf of ``xs``): the sums are
-    accumulated with ``jax.lax.scan`` (memory of one block, however many individuals), the
-    rows (leading axis the block's individuals) are stacked back to ``N``. ``None``: one
-    block."""
+def _accumulate(f, xs, chunk_size: int | None):
     n = jax.tree.leaves(xs)[0].shape[0]
     if chunk_size is None or chunk_size >= n:
         return f(xs)
@@ -117,3 +237,15 @@ def accumulate_over_chunks(f, xs, chunk_size: int | None):
     rest_sums, rest_rows = f(jax.tree.map(lambda a: a[n_full:], xs))
     return (jax.tree.map(jnp.add, total, rest_sums),
             jax.tree.map(lambda a, b: jnp.concatenate([a, b]), rows, rest_rows))
+
+
+def accumulate_over_chunks(f, params, xs, chunk_size: int | None | Blocks):
+    """``(sum_b sums_b, rows)`` where ``f(params, xs_b) = (sums_b, rows_b)`` for blocks ``xs_b`` of
+    individuals (the leading axis of every leaf of ``xs``) under the layout ``chunk_size``:
+    on each device the sums are accumulated with ``jax.lax.scan`` (memory of one block,
+    however many individuals), then summed across devices (``psum``); the rows (leading
+    axis the block's individuals) are stacked back to ``N``, sharded like the individuals."""
+    blocks = _as_blocks(chunk_size)
+
+    local = lambda params, xs: _accumulate(lambda block: f(params, block), xs, blocks.size)
+    return _over_devices(local, blocks.mesh, True, params, xs)

@@ -45,8 +45,7 @@ def loglik_per_individual(model, data: PanelArrays, draws: Float[Array, "N R D"]
                           chunk_size: int | None = None) -> Float[Array, " N"]:
     """The simulated log-likelihood of every individual, shape ``(N,)``."""
     check_inputs(model, data, draws)
-    return for_each_individual(lambda x, eta: individual_loglik(model, x, eta), data, draws,
-                               chunk_size)
+    return for_each_individual(individual_loglik, model, data, draws, chunk_size)
 
 
 def simulated_loglik(model, data: PanelArrays, draws: Float[Array, "N R D"],

@@ -139,14 +139,14 @@ def _problem_of(result):
 def _evaluate(problem, f, theta, extra=()):
     """``f(model, extra, x, eta)`` of every individual (leading axis ``N``), mapped in the
     problem's chunks; ``extra``: arrays every individual uses."""
-    return _mapped(problem.space, theta, problem.data, problem.draws, problem.chunk_size, f,
-                   extra)
+    return problem.individual_rows(_mapped(problem.space, theta, problem.data, problem.draws,
+                                           problem.blocks, f, extra))
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size", "f"))
-def _mapped(space, theta, data, draws, chunk_size, f, extra=()):
-    return for_each_individual(functools.partial(f, space.unflatten(theta), extra), data, draws,
-                               chunk_size)
+@functools.partial(jax.jit, static_argnames=("blocks", "f"))
+def _mapped(space, theta, data, draws, blocks, f, extra=()):
+    return for_each_individual(lambda params, x, eta: f(*params, x, eta),
+                               (space.unflatten(theta), extra), data, draws, blocks)
 
 
 def _posterior_weights(model, x, eta):
@@ -231,7 +231,8 @@ def _problem_for(result, data: pd.DataFrame | Panel | None, draws):
         raise ValueError("the estimation used an array of draws: give draws= for the new data "
                          "(an array (N, R, D) or a generator)")
     return Problem(result.model, panel, generator, fixed=result.fixed, chunk_size="auto",
-                   dtype=problem.dtype, gradient=problem.gradient)
+                   dtype=problem.dtype, gradient=problem.gradient,
+                   devices=list(problem.blocks.mesh.devices.flat))
 
 
 def _require_choice(result):
@@ -258,7 +259,7 @@ def predict(result, data: pd.DataFrame | Panel | None = None, draws=None) -> pd.
     problem = _problem_for(result, data, draws)
     unconditional, conditional = (np.asarray(a) for a in _evaluate(
         problem, _individual_probabilities, jnp.asarray(result.estimates, problem.dtype)))
-    mask = np.asarray(problem.data.task_mask)
+    mask = np.asarray(problem.panel.arrays.task_mask)
     n, t = np.nonzero(mask)
     index = pd.MultiIndex.from_arrays([problem.panel.ids[n], t + 1],
                                       names=[problem.panel.id_column, "task"])
@@ -268,23 +269,23 @@ def predict(result, data: pd.DataFrame | Panel | None = None, draws=None) -> pd.
                         index=index, columns=columns)
 
 
-def _shares_at(space, theta, data, draws, chunk_size):
+def _shares_at(space, theta, data, draws, blocks):
     """Weighted sample shares ``sum_it w_i P_itk / sum_it w_i`` ``(K,)``."""
-    unconditional, _ = _mapped(space, theta, data, draws, chunk_size, _individual_probabilities)
+    unconditional, _ = _mapped(space, theta, data, draws, blocks, _individual_probabilities)
     mask = data.task_mask.astype(unconditional.dtype)
     weight = data.weights[:, None] * mask  # (N, T)
     return jnp.einsum("nt,ntk->k", weight, unconditional) / jnp.sum(weight)
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size",))
-def _shares_and_jacobian(space, theta, data, draws, chunk_size):
-    f = lambda t: _shares_at(space, t, data, draws, chunk_size)
+@functools.partial(jax.jit, static_argnames=("blocks",))
+def _shares_and_jacobian(space, theta, data, draws, blocks):
+    f = lambda t: _shares_at(space, t, data, draws, blocks)
     return f(theta), jax.jacfwd(f)(theta)
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size",))
-def _shares_of_draws(space, thetas, data, draws, chunk_size):
-    return jax.lax.map(lambda t: _shares_at(space, t, data, draws, chunk_size), thetas)
+@functools.partial(jax.jit, static_argnames=("blocks",))
+def _shares_of_draws(space, thetas, data, draws, blocks):
+    return jax.lax.map(lambda t: _shares_at(space, t, data, draws, blocks), thetas)
 
 
 def shares(result, data: pd.DataFrame | Panel | None = None, draws=None,
@@ -304,7 +305,7 @@ def shares(result, data: pd.DataFrame | Panel | None = None, draws=None,
     args = (problem.space, problem.data, problem.draws)
     labels = _outcome_labels(problem)
     if method == "delta":
-        values, jacobian = _shares_and_jacobian(args[0], theta, *args[1:], problem.chunk_size)
+        values, jacobian = _shares_and_jacobian(args[0], theta, *args[1:], problem.blocks)
         return _inference_table(np.asarray(values), _delta_se(np.asarray(jacobian), cov), labels,
                                 alpha)
     if not np.all(np.isfinite(cov)):
@@ -313,18 +314,18 @@ def shares(result, data: pd.DataFrame | Panel | None = None, draws=None,
     rng = np.random.default_rng(seed)
     thetas = rng.multivariate_normal(np.asarray(result.estimates), cov, size=n_draws)
     values = np.asarray(_shares_at(problem.space, theta, problem.data, problem.draws,
-                                   problem.chunk_size))
+                                   problem.blocks))
     drawn = np.asarray(_shares_of_draws(problem.space, jnp.asarray(thetas, problem.dtype),
-                                        problem.data, problem.draws, problem.chunk_size))
+                                        problem.data, problem.draws, problem.blocks))
     return _inference_table(values, drawn.std(axis=0, ddof=1), labels, alpha,
                             np.quantile(drawn, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0))
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size", "alternative", "column"))
-def _scaled_shares(space, theta, data, draws, chunk_size, alternative, column, factor):
+@functools.partial(jax.jit, static_argnames=("blocks", "alternative", "column"))
+def _scaled_shares(space, theta, data, draws, blocks, alternative, column, factor):
     scaled = data.attributes.at[:, :, alternative, column].multiply(factor)
     return _shares_at(space, theta, eqx.tree_at(lambda d: d.attributes, data, scaled), draws,
-                      chunk_size)
+                      blocks)
 
 
 def elasticities(result, attribute: str, data: pd.DataFrame | Panel | None = None,
@@ -345,7 +346,7 @@ def elasticities(result, attribute: str, data: pd.DataFrame | Panel | None = Non
                        + (f"; did you mean {close}?" if close else f"; they are {list(names)}"))
     column = names.index(attribute)
     theta = jnp.asarray(result.estimates, problem.dtype)
-    args = (problem.space, theta, problem.data, problem.draws, problem.chunk_size)
+    args = (problem.space, theta, problem.data, problem.draws, problem.blocks)
     one = jnp.asarray(1.0, problem.dtype)
     changed = problem.panel.alternatives if not problem.space.template.choice.binary else (
         attribute,)

@@ -29,7 +29,8 @@ from ._draws import default_draws, make_draws
 from ._gradients import loglik_and_grad_per_individual, simulated_loglik_analytic
 from ._kernels import check_dtype
 from ._hessian import HESSIANS, compare_hessians, finite_difference_steps, hessian
-from ._individuals import (chunk_size_for_directions, for_each_individual, per_draw_width,
+from ._individuals import (Blocks, chunk_size_for_directions, for_each_individual,
+                           gather_individuals, individual_mesh, per_draw_width, place_individuals,
                            resolve_chunk_size)
 from ._likelihood import individual_loglik, simulated_loglik
 from ._model import PULLBACKS
@@ -73,39 +74,39 @@ def objective(space: ParameterSpace, theta, data, draws, gradient: str, chunk_si
     raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
 
 
-_static = ("gradient", "chunk_size", "pullbacks")
+_static = ("gradient", "blocks", "pullbacks")
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size",))
-def _loglik(space, theta, data, draws, chunk_size):
-    return simulated_loglik(space.unflatten(theta), data, draws, chunk_size)
+@functools.partial(jax.jit, static_argnames=("blocks",))
+def _loglik(space, theta, data, draws, blocks):
+    return simulated_loglik(space.unflatten(theta), data, draws, blocks)
 
 
 @functools.partial(jax.jit, static_argnames=_static)
-def _loglik_and_grad(space, theta, data, draws, gradient, chunk_size, pullbacks):
+def _loglik_and_grad(space, theta, data, draws, gradient, blocks, pullbacks):
     return jax.value_and_grad(objective, argnums=1)(space, theta, data, draws, gradient,
-                                                    chunk_size, pullbacks)
+                                                    blocks, pullbacks)
 
 
 @functools.partial(jax.jit, static_argnames=_static)
-def _scores(space, theta, data, draws, gradient, chunk_size, pullbacks):
+def _scores(space, theta, data, draws, gradient, blocks, pullbacks):
     """``w_i s_i`` ``(N, P)``: each individual's weighted score (they sum to the gradient)."""
     if gradient == "analytic":
-        _, grads = loglik_and_grad_per_individual(space.unflatten(theta), data, draws, chunk_size,
+        _, grads = loglik_and_grad_per_individual(space.unflatten(theta), data, draws, blocks,
                                                   pullbacks)
         scores = jax.vmap(space.flatten_gradient)(grads)
     else:
         individual = lambda t, x, eta: individual_loglik(space.unflatten(t), x, eta)
-        scores = jax.vmap(jax.grad(individual), in_axes=(None, 0, 0))(theta, data, draws)
+        scores = for_each_individual(jax.grad(individual), theta, data, draws, blocks)
     return data.weights[:, None] * scores
 
 
-def _hessian_of(space, theta, data, draws, gradient, chunk_size, pullbacks, method, batch_size):
+def _hessian_of(space, theta, data, draws, gradient, blocks, pullbacks, method, batch_size):
     if method == "structured":  # exact, from the components' pullbacks whatever the gradient
-        return structured_hessian(space, theta, data, draws, chunk_size, batch_size,
+        return structured_hessian(space, theta, data, draws, blocks, batch_size,
                                   pullbacks)[2]
     gradient_of = jax.grad(objective, argnums=1)
-    block = chunk_size_for_directions(chunk_size, min(batch_size, theta.shape[0]))
+    block = chunk_size_for_directions(blocks, min(batch_size, theta.shape[0]))
     return hessian(lambda t: gradient_of(space, t, data, draws, gradient, block, pullbacks),
                    theta, method, batch_size)
 
@@ -114,16 +115,16 @@ _hessian = jax.jit(_hessian_of, static_argnames=(*_static, "method", "batch_size
 
 
 @functools.partial(jax.jit, static_argnames=(*_static, "method", "batch_size"))
-def _second_order(space, theta, data, draws, gradient, chunk_size, pullbacks, method,
+def _second_order(space, theta, data, draws, gradient, blocks, pullbacks, method,
                   batch_size):
     """``(LL, gradient, scores (N, P), Hessian)`` at ``theta``, one compiled program: with the
     analytic gradient, the structured Hessian's per-draw scores give the rest on the way."""
     if method == "structured" and gradient == "analytic":
-        loglik, gradients, hess = structured_hessian(space, theta, data, draws, chunk_size,
+        loglik, gradients, hess = structured_hessian(space, theta, data, draws, blocks,
                                                      batch_size, pullbacks)
         scores = data.weights[:, None] * gradients
         return jnp.sum(data.weights * loglik), jnp.sum(scores, axis=0), scores, hess
-    static = (gradient, chunk_size, pullbacks)
+    static = (gradient, blocks, pullbacks)
     llf, grad = jax.value_and_grad(objective, argnums=1)(space, theta, data, draws, *static)
     return (llf, grad, _scores(space, theta, data, draws, *static),
             _hessian_of(space, theta, data, draws, *static, method, batch_size))
@@ -135,9 +136,10 @@ def _natural(space, theta):
     return stacked(theta), jax.jacfwd(stacked)(theta)
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size",))
-def _diagnostics(space, theta, data, draws, chunk_size):
-    return for_each_individual(space.unflatten(theta).draw_diagnostics, data, draws, chunk_size)
+@functools.partial(jax.jit, static_argnames=("blocks",))
+def _diagnostics(space, theta, data, draws, blocks):
+    return for_each_individual(lambda model, x, eta: model.draw_diagnostics(x, eta),
+                               space.unflatten(theta), data, draws, blocks)
 
 
 def _first_bad(values: np.ndarray, mask: np.ndarray | None = None):
@@ -153,15 +155,23 @@ class Problem:
     ``loglik(theta)``, ``loglik_and_grad(theta)``, ``scores(theta)`` (per-individual gradients
     times the sampling weights, ``(N, P)``) and ``hessian(theta, method)`` (of the selected
     gradient) are jitted.
-    ``chunk_size``: individuals per block (``None``: all at once; ``"auto"``: as many as fit
-    the working-set budget, :func:`jaxiclv._individuals.auto_chunk_size`). ``pullbacks``: ``"hand-derived"`` (default: the built-in
+    ``chunk_size``: individuals per block on each device (``None``: all at once; ``"auto"``:
+    as many as fit the working-set budget, :func:`jaxiclv._individuals.auto_chunk_size`).
+    ``devices``: the individuals are sharded over these (:mod:`jaxiclv._individuals`):
+    ``None`` (default), every device JAX sees (every process's under ``jax.distributed``:
+    every process passes the whole panel and holds its own devices' individuals); an integer
+    ``k``, the first ``k`` of this process's devices (``1`` switches sharding off); or a list
+    of devices. ``data`` and ``draws`` are then the
+    sharded arrays, padded to a multiple of the number of devices with individuals of
+    sampling weight 0; ``scores`` and every per-individual result have the panel's
+    ``n_individuals`` rows. ``pullbacks``: ``"hand-derived"`` (default: the built-in
     kernels' own, ``jax.vjp`` for user-written components) or ``"autodiff"`` (``jax.vjp`` for
     every component), for the analytic gradient and the structured Hessian.
     """
 
     def __init__(self, model, panel: Panel, draws=None, fixed: Iterable[str] = (),
                  chunk_size: int | str | None = "auto", dtype=jnp.float64,
-                 gradient: str = "analytic", pullbacks: str = "hand-derived"):
+                 gradient: str = "analytic", pullbacks: str = "hand-derived", devices=None):
         if gradient not in GRADIENTS:
             raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
         if pullbacks not in PULLBACKS:
@@ -169,38 +179,56 @@ class Problem:
         check_dtype(dtype)
         panel = model.aligned(panel)  # checked, alternatives in the model's order
         self.panel = panel
+        self.n_individuals = panel.n_individuals
         self.gradient = gradient
         self.pullbacks = pullbacks
-        self.space = ParameterSpace.from_model(model, fixed)
-        self.draws = jnp.asarray(make_draws(default_draws(draws),
-                                            panel.n_individuals, model.n_draw_dims,
-                                            model.draw_dimensions), dtype=dtype)
-        self.chunk_size = resolve_chunk_size(chunk_size, panel.n_individuals,
-                                             self.draws.shape[1],
-                                             per_draw_width(panel.arrays, model.n_draw_dims))
-        self.data = jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating)
-                                 else a, panel.arrays)
         self.dtype = dtype
+        self.space = ParameterSpace.from_model(model, fixed)
+        mesh = individual_mesh(devices)
+        draws = np.asarray(make_draws(default_draws(draws), panel.n_individuals,
+                                      model.n_draw_dims, model.draw_dimensions), dtype=dtype)
+        data = jax.tree.map(lambda a: np.asarray(a, dtype) if jnp.issubdtype(a.dtype, jnp.floating)
+                            else np.asarray(a), panel.arrays)
+        per_device = -(-panel.n_individuals // mesh.size)
+        size = resolve_chunk_size(chunk_size, per_device, draws.shape[1],
+                                  per_draw_width(data, model.n_draw_dims))
+        self.blocks = Blocks(size, mesh)
+        self.data, self.draws = place_individuals(data, draws, mesh)
+
+    @property
+    def chunk_size(self) -> int | None:
+        """Individuals per block on each device (``None``: all of them at once)."""
+        return self.blocks.size
+
+    @property
+    def n_draws(self) -> int:
+        return int(self.draws.shape[1])
 
     @property
     def theta0(self) -> jax.Array:
         return self.space.flatten(self.space.template).astype(self.dtype)
 
+    def individual_rows(self, rows):
+        """The panel's individuals' rows of per-individual results (leading axis the placed
+        individuals), without the padding, gathered from every process under
+        ``jax.distributed``."""
+        return gather_individuals(rows, self.n_individuals)
+
     def objective(self, theta):
         """The traceable log-likelihood whose ``jax.grad`` is the selected gradient."""
-        return objective(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size,
+        return objective(self.space, theta, self.data, self.draws, self.gradient, self.blocks,
                          self.pullbacks)
 
     def loglik(self, theta):
-        return _loglik(self.space, theta, self.data, self.draws, self.chunk_size)
+        return _loglik(self.space, theta, self.data, self.draws, self.blocks)
 
     def loglik_and_grad(self, theta):
         return _loglik_and_grad(self.space, theta, self.data, self.draws, self.gradient,
-                                self.chunk_size, self.pullbacks)
+                                self.blocks, self.pullbacks)
 
     def scores(self, theta):
-        return _scores(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size,
-                       self.pullbacks)
+        return self.individual_rows(_scores(self.space, theta, self.data, self.draws,
+                                            self.gradient, self.blocks, self.pullbacks))
 
     def hessian(self, theta, method: str = "structured", batch_size: int = 32):
         """The unsymmetrised Hessian by ``method``: ``"structured"`` (exact, from per-draw
@@ -208,17 +236,19 @@ class Problem:
         hand-derived pullbacks whatever ``gradient`` is), or ``"jacfwd"``, ``"fd-forward"``,
         ``"fd-central"`` of the selected gradient (:func:`jaxiclv.hessian`). ``batch_size``
         directions (or perturbed points) go through at a time, over blocks of
-        ``chunk_size // batch_size`` individuals (fewer directions in flight, larger blocks). Pass it through :func:`jaxiclv.symmetrize`
-        before use."""
-        return _hessian(self.space, theta, self.data, self.draws, self.gradient, self.chunk_size,
+        ``chunk_size // batch_size`` individuals (fewer directions in flight, larger blocks).
+        Pass it through :func:`jaxiclv.symmetrize` before use."""
+        return _hessian(self.space, theta, self.data, self.draws, self.gradient, self.blocks,
                         self.pullbacks, method, batch_size)
 
     def second_order(self, theta, method: str = "structured", batch_size: int = 32):
         """``(LL, gradient, scores, Hessian)`` at ``theta`` in one call (one compiled program):
         what the Newton optimiser and the standard errors need; the Hessian as
         :meth:`hessian` gives it."""
-        return _second_order(self.space, theta, self.data, self.draws, self.gradient,
-                             self.chunk_size, self.pullbacks, method, batch_size)
+        llf, grad, scores, hess = _second_order(self.space, theta, self.data, self.draws,
+                                                self.gradient, self.blocks, self.pullbacks,
+                                                method, batch_size)
+        return llf, grad, self.individual_rows(scores), hess
 
     def compare_hessians(self, theta, methods=HESSIANS, batch_size: int = 32):
         """A :class:`HessianComparison` of the Hessian methods at ``theta``."""
@@ -231,8 +261,8 @@ class Problem:
         draw at which a latent variable, a utility or a component's log-likelihood is not
         finite, naming the component and its parameter values; ``""`` if all are finite."""
         model = self.space.unflatten(theta)
-        lv, terms, utilities = map(np.asarray, _diagnostics(self.space, theta, self.data,
-                                                            self.draws, self.chunk_size))
+        lv, terms, utilities = map(np.asarray, self.individual_rows(
+            _diagnostics(self.space, theta, self.data, self.draws, self.blocks)))
         ids = [i.item() if isinstance(i, np.generic) else i for i in self.panel.ids]
         where = _first_bad(lv)
         if where is not None:
@@ -240,7 +270,7 @@ class Problem:
             return (f"latent variable {model.latent.names[l]!r} is {lv[where]} for individual "
                     f"{ids[n]!r} at draw {r}: {model.describe(model.latent)}")
         if utilities.size:
-            tasks = np.asarray(self.data.task_mask)[:, :, None, None]
+            tasks = np.asarray(self.panel.arrays.task_mask)[:, :, None, None]
             where = _first_bad(utilities, np.broadcast_to(tasks, utilities.shape))
             if where is not None:
                 n, t, j, r = where

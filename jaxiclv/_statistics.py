@@ -39,14 +39,14 @@ from ._measurement import NormalIndicators, OrderedMeasurement
 __all__ = ["component_table", "constants_only_loglik"]
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size",))
-def _component_logliks(space, theta, data, draws, chunk_size):
+@functools.partial(jax.jit, static_argnames=("blocks",))
+def _component_logliks(space, theta, data, draws, blocks):
     """``sum_i w_i log((1/R) sum_r L_cir)`` of each row of ``model.item_rows``."""
     model = space.unflatten(theta)
     log_r = jnp.log(draws.shape[1])
     per_individual = for_each_individual(
-        lambda x, eta: logsumexp(model.draw_item_logliks(x, eta), axis=1) - log_r, data, draws,
-        chunk_size)  # (N, rows)
+        lambda m, x, eta: logsumexp(m.draw_item_logliks(x, eta), axis=1) - log_r, model, data,
+        draws, blocks)  # (N, rows)
     return data.weights @ per_individual
 
 
@@ -140,9 +140,9 @@ def component_table(problem, theta) -> pd.DataFrame:
     and LL(C) (sums, NaN if a component has none) and its log-likelihood."""
     model = problem.space.unflatten(theta)
     rows = list(model.item_rows)
-    null = np.array(_null_logliks(model, problem.data), dtype=np.float64).reshape(-1, 2)
+    null = np.array(_null_logliks(model, problem.panel.arrays), dtype=np.float64).reshape(-1, 2)
     llf = np.asarray(_component_logliks(problem.space, theta, problem.data, problem.draws,
-                                        problem.chunk_size), dtype=np.float64)
+                                        problem.blocks), dtype=np.float64)
     table = pd.DataFrame({"LL(0)": null[:, 0], "LL(C)": null[:, 1], "LL": llf}, index=rows)
     total = pd.DataFrame({"LL(0)": [table["LL(0)"].sum(skipna=False)],
                           "LL(C)": [table["LL(C)"].sum(skipna=False)],

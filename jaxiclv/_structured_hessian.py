@@ -96,14 +96,15 @@ def structured_hessian(space, theta, data, draws, chunk_size: int | None = None,
     directions = jnp.asarray(np.eye(n_colors)[:, colors], dtype=theta.dtype)  # (C, P)
     model = space.unflatten(theta)
 
-    def draw_scores(x, eta):  # (R,), (R, P): each draw alone, weight 1
+    def draw_scores(model, x, eta):  # (R,), (R, P): each draw alone, weight 1
         def one(e):
             log_l, pullback = model.draw_logliks_and_pullback(x, e[None, :], pullbacks)
             return log_l[0], space.flatten_gradient(pullback(jnp.ones(1, e.dtype)))
         return jax.vmap(one)(eta)
 
-    def outer_products(block):
-        log_l, scores = jax.vmap(draw_scores)(*block)  # (n, R), (n, R, P)
+    def outer_products(model, block):
+        # (n, R), (n, R, P)
+        log_l, scores = jax.vmap(draw_scores, in_axes=(None, 0, 0))(model, *block)
         posterior = jax.nn.softmax(log_l, axis=1)  # w_ir
         mean = jnp.einsum("nr,nrp->np", posterior, scores)  # g_i
         centred = jnp.sqrt(posterior)[:, :, None] * (scores - mean[:, None, :])  # (n, R, P)
@@ -117,7 +118,7 @@ def structured_hessian(space, theta, data, draws, chunk_size: int | None = None,
         return space.flatten_gradient(
             loglik_and_grad(space.unflatten(t), data, draws, block, pullbacks)[1])
 
-    outer, (loglik, gradients) = accumulate_over_chunks(outer_products, (data, draws),
+    outer, (loglik, gradients) = accumulate_over_chunks(outer_products, model, (data, draws),
                                                         chunk_size)
     # the second term along the compressed directions: H v less the first term's v (forward
     # mode over the whole gradient measured faster on CPU than over sum_r w_r s_r with the

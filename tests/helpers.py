@@ -122,13 +122,14 @@ def simulated_frame(model, n, n_tasks, seed) -> pd.DataFrame:
     return df
 
 
-def panel_from_frame(model, df) -> jic.Panel:
+def panel_from_frame(model, df, **options) -> jic.Panel:
     """The panel of ``df`` for ``model``; for the multinomial logit with availability columns
     (tasks 1, 4, ...: one alternative dropped when J >= 3; tasks 2, 5, ...: only the chosen one
-    left, so P = 1; the others: all available)."""
+    left, so P = 1; the others: all available). ``options``: more arguments of
+    :meth:`Panel.from_dataframe` (weights, missing indicators)."""
     df = df.copy()
     kwargs = dict(id="id", choice="choice", covariates=list(model.covariates),
-                  indicators=[i for b in model.measurement for i in b.indicators])
+                  indicators=[i for b in model.measurement for i in b.indicators], **options)
     choice = model.choice
     if choice is not None and not choice.binary:
         alts = list(choice.alternatives)

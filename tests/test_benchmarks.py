@@ -13,6 +13,8 @@ hundred):
 - forward-difference Hessians, ``h = sqrt(eps) max(|theta|, 1)`` ~ 1.5e-8: truncation
   ``h |g''| / 2`` plus rounding ``eps |g| / h``, ~1e-6 here; 1e-4. Central differences,
   ``h = eps^(1/3) max(|theta|, 1)``: ``h^2 |g'''| / 6`` plus ``eps |g| / h``, ~1e-8; 1e-6.
+- sharded over two devices against one device (the devices group): the same terms summed in
+  another order, rounding only; 1e-12.
 - float32 against float64: float32 rounding (eps 1.2e-7) accumulated over the N R K per-draw
   terms of the quick case (16 x 8 x 4 ~ 500): at worst ~6e-5; 1e-3.
 """
@@ -35,6 +37,7 @@ TOLERANCE = {"grad-autodiff": 1e-9, "grad-pullbacks-autodiff": 1e-9, "replay-gra
              "hessian-structured-pullbacks-autodiff": 1e-9, "hessian-fd-forward": 1e-4,
              "hessian-fd-central": 1e-6, "replay-hessian": 1e-4}
 FLOAT32_TOLERANCE = 1e-3
+SHARDED_TOLERANCE = 1e-12
 ENVIRONMENT = {"device", "platform", "jax", "jaxlib", "git_commit", "cpu_count", "cpu_model",
                "timestamp"}
 TIMING = {"first_s", "median_s", "min_s", "max_s", "q1_s", "q3_s", "times_s", "runs",
@@ -67,7 +70,9 @@ def test_every_method_ran(quick_run):
             assert wait[call]["iterations"] >= 1 and wait[call]["wall_s"] > 0
             assert wait[call]["llf"] == pytest.approx(wait["cold"]["llf"], rel=1e-9)
     groups = {g for r in report["results"] for g in r["groups"]}
-    assert groups == {"reference", "nonlinear", "individuals", "draws", "dtype", "mixed"}
+    assert groups == {"reference", "nonlinear", "individuals", "draws", "dtype", "mixed",
+                      "devices"}
+    assert {r["n_devices"] for r in report["results"] if "devices" in r["groups"]} == {1, 2}
 
 
 def test_outputs_have_every_key(quick_run):
@@ -90,7 +95,10 @@ def test_outputs_have_every_key(quick_run):
 def test_accuracy_checks_agree(quick_run):
     report, _, _ = quick_run
     for row in report["results"]:
-        if row["dtype"] == "float32":
+        if (row.get("devices") or 1) > 1:  # against one device: the sums in another order
+            assert row["reference"].endswith(f"-D1 {row['method']}"), row
+            assert row["max_rel_err"] < SHARDED_TOLERANCE, row
+        elif row["dtype"] == "float32":
             assert row["result_dtype"] == "float32", row  # not silently computed in float64
             assert row["max_rel_err"] < FLOAT32_TOLERANCE, row
         elif row["method"] in TOLERANCE:

@@ -12,7 +12,7 @@ from scipy import special, stats
 import jaxiclv as jic
 from jaxiclv import _example as ex
 from jaxiclv._hessian import EXACT_HESSIANS
-from jaxiclv._individuals import chunk_size_for_directions
+from jaxiclv._individuals import Blocks, chunk_size_for_directions, individual_mesh
 
 EPS = np.finfo(np.float64).eps
 # Relative (to max |H|) error bounds implied by the step rules: forward differences have
@@ -112,10 +112,12 @@ def test_blocks_of_individuals_and_directions_leave_the_hessian_unchanged(method
 
 
 def test_chunk_size_for_directions():
-    assert chunk_size_for_directions(None, 32) is None
-    assert chunk_size_for_directions(40, 32) == 1
-    assert chunk_size_for_directions(40, 16) == 2
-    assert chunk_size_for_directions(3, 32) == 1
+    assert chunk_size_for_directions(None, 32) == Blocks(None)
+    assert chunk_size_for_directions(40, 32) == Blocks(1)
+    assert chunk_size_for_directions(40, 16) == Blocks(2)
+    assert chunk_size_for_directions(3, 32) == Blocks(1)
+    mesh = individual_mesh(1)
+    assert chunk_size_for_directions(Blocks(40, mesh), 16) == Blocks(2, mesh)
 
 
 @pytest.mark.parametrize("method", ["structured", "jacfwd"])

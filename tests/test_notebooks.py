@@ -14,6 +14,7 @@ import pytest
 
 # Not importorskip: missing notebook tooling must fail the test suite, not skip it.
 import nbformat  # noqa: E402
+from jupyter_client.manager import KernelManager  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 from nbclient.exceptions import CellExecutionError  # noqa: E402
 
@@ -46,11 +47,15 @@ def test_there_are_notebooks():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs_in_quick_mode(path: Path):
+def test_notebook_runs_in_quick_mode(path: Path, tmp_path):
     _kernel_runs_this_python()
     nb = nbformat.read(path, as_version=4)
     env = {**os.environ, "JAXICLV_QUICK": "1"}
-    client = NotebookClient(nb, timeout=600, kernel_name=KERNEL,
+    # the kernel's channels over Unix sockets in tmp_path, not TCP ports: a port the kernel
+    # manager picked can be taken by another test's process (the multi-host test's
+    # collectives open many) before the kernel binds it
+    kernel = KernelManager(kernel_name=KERNEL, transport="ipc", ip=str(tmp_path / "kernel"))
+    client = NotebookClient(nb, km=kernel, timeout=600, kernel_name=KERNEL,
                             resources={"metadata": {"path": str(path.parent)}})
     started = time.perf_counter()
     try:
