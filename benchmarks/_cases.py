@@ -138,17 +138,21 @@ def panel_for(model: jic.ICLV, data: pd.DataFrame) -> jic.Panel:
 
 class Case:
     """One case's model, panel and draws, with a :class:`jaxiclv.Problem` per gradient kind
-    (made on first use; all share the same draws), on one device or sharded over the first
-    ``devices``."""
+    (made on first use; all share the same draws, or with ``on_the_fly`` each makes them
+    block by block), on one device or sharded over the first ``devices``."""
 
     def __init__(self, variant: str, n: int, r: int, dtype: str, quick: bool, n_base: int,
-                 devices: int | None = None):
+                 devices: int | None = None, on_the_fly: bool = False):
         self.model = true_model(variant, quick)
         if variant == "mixed-logit":  # its own simulated individuals, as many as asked for
             n_base = n
         self.panel = panel_for(self.model, replicate(base_data(variant, quick, n_base), n))
         self.dtype = jnp.dtype(dtype)
-        self.draws = jic.make_draws(jic.Halton(r, seed=0), n, self.model.n_draw_dims)
+        # the (N, R, D) array, shared by the problems, or the generator, each problem making its
+        # blocks' draws on the fly (the same values)
+        self.on_the_fly = on_the_fly
+        self.draws = (jic.Halton(r, seed=0) if on_the_fly else
+                      jic.make_draws(jic.Halton(r, seed=0), n, self.model.n_draw_dims))
         self.devices = devices  # the individuals sharded over the first ``devices`` devices
         self._problems: dict[tuple[str, str], jic.Problem] = {}
 
@@ -156,7 +160,8 @@ class Case:
         if (gradient, pullbacks) not in self._problems:
             self._problems[gradient, pullbacks] = jic.Problem(
                 self.model, self.panel, self.draws, dtype=self.dtype, gradient=gradient,
-                pullbacks=pullbacks, devices=self.devices or 1)
+                pullbacks=pullbacks, devices=self.devices or 1,
+                draws_on_the_fly=self.on_the_fly)
         return self._problems[gradient, pullbacks]
 
     @property

@@ -14,7 +14,8 @@ AXES = (("individuals", "n", "N (individuals)"), ("draws", "r", "R (draws)"))
 def add_accuracy(rows: list[dict], arrays: Path) -> None:
     """Add ``max_abs_err`` and ``max_rel_err`` (``max_p |x_p - ref_p| / max(|ref_p|, 1)``,
     the mixed absolute/relative error) against the float64 reference of the same size; a
-    sharded case against the same method on one device."""
+    sharded case against the same method on one device, draws made on the fly against the
+    same method with the draws materialised."""
     for row in rows:
         if row["method"] not in REFERENCE_OF or "error" in row:
             continue
@@ -23,6 +24,8 @@ def add_accuracy(rows: list[dict], arrays: Path) -> None:
         if row.get("devices"):
             reference_key = reference_key.removesuffix(f"-D{row['devices']}") + "-D1"
             reference_method = row["method"]
+        if row.get("on_the_fly"):
+            reference_key, reference_method = reference_key.removesuffix("-fly"), row["method"]
         own = arrays / f"{row['key']}__{row['method']}.npy"
         reference = arrays / f"{reference_key}__{reference_method}.npy"
         if own.exists() and reference.exists():
@@ -213,6 +216,22 @@ def write_markdown(report: dict, path: Path) -> str:
                   f"| {row['n'] * row['r'] / row['median_s']:.3g} "
                   f"| {_g(one[row['method']] / row['median_s'] if row['method'] in one else None)} "
                   f"| {_g(row.get('max_rel_err'), '.1e')} |" for row in sharded]
+    memory = [row for row in report["results"]
+              if "memory" in row.get("groups", ()) and row.get("median_s") is not None]
+    if memory:
+        lines += ["", "## Memory: peak RSS against N, draws materialised or made on the fly",
+                  "", "The process's peak resident memory during the method (the panel and, "
+                  "materialised, the `(N, R, D)` draws included); draws made on the fly "
+                  "against the same method with them materialised.", "",
+                  "| N | R | draws | method | first call (s) | median (s) | peak RSS (MB) "
+                  "| individual-draws / s | difference |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {row['n']} | {row['r']} "
+                  f"| {'on the fly' if row.get('on_the_fly') else 'materialised'} "
+                  f"| {row['method']} | {_g(row.get('first_s'))} | {_g(row['median_s'])} "
+                  f"| {_g(row.get('rss_peak_mb'), '.0f')} "
+                  f"| {row['n'] * row['r'] / row['median_s']:.3g} "
+                  f"| {_g(row.get('max_rel_err'), '.1e') if row.get('on_the_fly') else ''} |"
+                  for row in memory]
     if report.get("wait"):
         lines += ["", "## The whole wait: estimate, cold and warm", "",
                   "Each row is a fresh process: `import jaxiclv`, then `jic.estimate(model, "

@@ -44,9 +44,9 @@ def _memory(row: dict, before: dict, scope: str) -> dict:
 def run_methods(spec: dict, arrays: Path) -> list[dict]:
     started = time.perf_counter()
     case = Case(spec["variant"], spec["n"], spec["r"], spec["dtype"], spec["quick"],
-                spec["n_base"], spec.get("devices"))
+                spec["n_base"], spec.get("devices"), spec.get("on_the_fly", False))
     about = dict(n_params=case.n_params, chunk_size=case.chunk_size,
-                 n_devices=case.problem().blocks.mesh.size,
+                 n_devices=len(case.problem().devices),
                  setup_s=time.perf_counter() - started)
     if spec["variant"] == "ordinal" and not spec["quick"]:
         about["model_is_reference_truth"] = check_against_reference()

@@ -29,6 +29,9 @@ Size groups (``--sizes``, default all):
   accelerator) at 10x the reference's N (3,280 individuals x 100 draws): the log-likelihood,
   the analytic gradient and the structured Hessian, in individual-draws per second, and their
   difference from one device;
+- ``memory``: peak memory against N (1,000, 10,000, 100,000) at R = 1,000, the draws
+  materialised and made on the fly (``draws_on_the_fly``): the log-likelihood and the analytic
+  gradient, and the difference between the two;
 - ``wait``: the whole wait a user has, each in fresh processes (:mod:`benchmarks.wait`):
   ``jic.estimate`` of the reference example, Apollo's drug-choice study and a small
   40-parameter MNL ICLV (:mod:`benchmarks._studies`) with Newton (``trust-exact``, the
@@ -60,8 +63,8 @@ from . import METHOD_NAMES, peer
 from ._report import add_accuracy, scaling_exponents, write_markdown, write_plots
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-GROUPS = ("reference", "nonlinear", "individuals", "draws", "dtype", "mixed", "devices", "wait",
-          "peer")
+GROUPS = ("reference", "nonlinear", "individuals", "draws", "dtype", "mixed", "devices", "memory",
+          "wait", "peer")
 PEER_MISSING = ("Biogeme is not installed in this environment; it needs pandas < 3, so install "
                 "it in its own: pip install -e '.[peer]', then python -m benchmarks --sizes peer")
 REPLAY = ("replay-grad", "replay-hessian")
@@ -82,7 +85,9 @@ MODES = {
         mixed=dict(n=1000, r=500, methods=("loglik", "grad-analytic", "hessian-structured",
                                            "hessian-jacfwd")),
         devices=dict(n=3280, r=100, counts=(1, 2, 4),
-                     methods=("loglik", "grad-analytic", "hessian-structured"))),
+                     methods=("loglik", "grad-analytic", "hessian-structured")),
+        memory=dict(individuals=(1000, 10000, 100000), r=1000,
+                    methods=("loglik", "grad-analytic"))),
     "quick": dict(
         n=16, r=8, individuals=(16, 32), draws=(8, 16), repeat=3, budget_s=0.5, max_iter=20,
         studies=("small",), main_job=False,
@@ -93,12 +98,14 @@ MODES = {
         dtype=("loglik", "grad-analytic", "grad-autodiff"),
         mixed=dict(n=16, r=8, methods=("loglik", "grad-analytic", "hessian-structured",
                                        "hessian-jacfwd")),
-        devices=dict(n=16, r=8, counts=(1, 2), methods=("loglik", "grad-analytic"))),
+        devices=dict(n=16, r=8, counts=(1, 2), methods=("loglik", "grad-analytic")),
+        memory=dict(individuals=(16, 32), r=8, methods=("loglik", "grad-analytic"))),
 }
 
 
-def _key(variant, n, r, dtype, devices=None) -> str:
-    return f"{variant}-N{n}-R{r}-{dtype}" + ("" if devices is None else f"-D{devices}")
+def _key(variant, n, r, dtype, devices=None, on_the_fly=False) -> str:
+    return (f"{variant}-N{n}-R{r}-{dtype}" + ("" if devices is None else f"-D{devices}")
+            + ("-fly" if on_the_fly else ""))
 
 
 def plan(groups, mode: dict) -> tuple[list[dict], list[dict]]:
@@ -107,13 +114,13 @@ def plan(groups, mode: dict) -> tuple[list[dict], list[dict]]:
     n, r = mode["n"], mode["r"]
     wanted, skipped = [], []
 
-    def add(group, variant, n_, r_, dtype, methods, devices=None):
+    def add(group, variant, n_, r_, dtype, methods, devices=None, on_the_fly=False):
         for method in methods:
             if method in REPLAY and n_ * r_ > REPLAY_UP_TO * n * r:
                 skipped.append(dict(group=group, case=_key(variant, n_, r_, dtype), method=method,
                                     reason=f"N x R above {REPLAY_UP_TO}x the reference's"))
             else:
-                wanted.append((group, (variant, n_, r_, dtype, devices), method))
+                wanted.append((group, (variant, n_, r_, dtype, devices, on_the_fly), method))
 
     if "reference" in groups:
         add("reference", "ordinal", n, r, "float64", METHOD_NAMES)
@@ -138,12 +145,18 @@ def plan(groups, mode: dict) -> tuple[list[dict], list[dict]]:
         for count in sharded["counts"]:
             add("devices", "ordinal", sharded["n"], sharded["r"], "float64", sharded["methods"],
                 devices=count)
+    if "memory" in groups:
+        memory = mode["memory"]
+        for n_ in memory["individuals"]:
+            for on_the_fly in (False, True):
+                add("memory", "ordinal", n_, memory["r"], "float64", memory["methods"],
+                    on_the_fly=on_the_fly)
 
     cases: dict[tuple, dict] = {}
-    for group, (variant, n_, r_, dtype, devices), method in wanted:
-        case = cases.setdefault((variant, n_, r_, dtype, devices), dict(
-            key=_key(variant, n_, r_, dtype, devices), variant=variant, n=n_, r=r_, dtype=dtype,
-            devices=devices, groups=[], methods=[]))
+    for group, (variant, n_, r_, dtype, devices, on_the_fly), method in wanted:
+        case = cases.setdefault((variant, n_, r_, dtype, devices, on_the_fly), dict(
+            key=_key(variant, n_, r_, dtype, devices, on_the_fly), variant=variant, n=n_, r=r_,
+            dtype=dtype, devices=devices, on_the_fly=on_the_fly, groups=[], methods=[]))
         if group not in case["groups"]:
             case["groups"].append(group)
         if method not in case["methods"]:

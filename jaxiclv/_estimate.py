@@ -268,7 +268,8 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
              optimizer: str = "trust-exact", max_iter: int = 2000, gtol: float = 1e-6,
              gradient: str = "analytic", hessian: str = "structured", cov_type: str = "robust",
              clusters=None, finite_sample: bool = False, compare_hessians: bool = False,
-             chunk_size: int | str | None = "auto", devices=None, dtype=jnp.float64, start=None,
+             chunk_size: int | str | None = "auto", devices=None,
+             draws_on_the_fly: bool | str = "auto", dtype=jnp.float64, start=None,
              progress: bool | Callable[[int, float, float], None] = False,
              progress_every: int = 25, throw: bool = False) -> Results:
     """Estimate ``model`` on ``panel`` by simulated maximum likelihood.
@@ -313,6 +314,10 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
         this process's devices (``1``: one device, no sharding); or a list of devices. Every sum over individuals
         is reduced across them; the results do not depend on the number of devices beyond
         rounding.
+    draws_on_the_fly: make a generator's draws inside the compiled loop, one block of
+        individuals at a time (``True``), or hold them all as an ``(N, R, D)`` array
+        (``False``); ``"auto"`` (default): on the fly when the array would exceed 2^27 values
+        (1 GiB in float64). The draws, and so the results, are the same either way.
     dtype: ``jnp.float64`` (default) or ``jnp.float32``.
     start: where the optimiser starts: ``None`` (default: the model's values), a mapping of
         parameter names to values (:func:`set_values` names, natural scale included), a
@@ -350,7 +355,7 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
     report = _progress_to_stderr if progress is True else (progress or None)
     stage = _stages(progress is True)
     fit = functools.partial(_maximise, panel=panel, fixed=fixed, chunk_size=chunk_size,
-                            devices=devices,
+                            devices=devices, draws_on_the_fly=draws_on_the_fly,
                             dtype=dtype, gradient=gradient, optimizer=optimizer,
                             max_iter=max_iter, gtol=gtol, report=report, every=progress_every,
                             hessian=hessian, stage=stage)
@@ -408,19 +413,20 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
     return results
 
 
-def _maximise(model, *, panel, draws, fixed, chunk_size, devices, dtype, gradient, optimizer,
-              max_iter, gtol, report, every, hessian, stage):
+def _maximise(model, *, panel, draws, fixed, chunk_size, devices, draws_on_the_fly, dtype,
+              gradient, optimizer, max_iter, gtol, report, every, hessian, stage):
     """``(problem, theta, status, history, iterations, (LL, gradient, scores, Hessian) at theta
     or None, LL at the start)``: the optimiser's run from the model's values. A
     log-likelihood that is not finite at the start raises."""
-    problem = Problem(model, panel, draws, fixed, chunk_size, dtype, gradient, devices=devices)
+    problem = Problem(model, panel, draws, fixed, chunk_size, dtype, gradient, devices=devices,
+                      draws_on_the_fly=draws_on_the_fly)
     if not problem.space.names:
         raise ValueError("every parameter is fixed: there is nothing to estimate (to evaluate "
                          "the log-likelihood at these values, use Problem(...).loglik)")
     stage(f"{problem.space.size} parameters, {panel.n_individuals} individuals x "
           f"{problem.n_draws} draws, blocks of {problem.chunk_size or panel.n_individuals}"
-          f" individuals" + (f" on each of {problem.blocks.mesh.size} devices"
-                             if problem.blocks.mesh.size > 1 else ""))
+          f" individuals" + (f" on each of {len(problem.devices)} devices"
+                             if len(problem.devices) > 1 else ""))
     llf_start = float(_announced(  # the optimiser's own program
         stage, "the log-likelihood and its gradient",
         lambda: problem.loglik_and_grad(problem.theta0))[0])

@@ -5,14 +5,16 @@ Every per-individual computation (the log-likelihood, its gradient, the scores, 
 the post-estimation functions) goes through :func:`for_each_individual` (stacked results) or
 :func:`accumulate_over_chunks` (sums and stacked rows), under a :class:`Blocks` layout:
 ``size`` individuals at a time (``None``: all at once, ``vmap``) on each device of ``mesh``
-(``None``: no mesh, the arrays where they are). With a mesh, individuals are sharded over its
-one axis ``"individuals"`` (``jax.shard_map``; the parameters, passed explicitly, replicated):
+(``None``: no mesh, the arrays where they are: one device). With a mesh, individuals are
+sharded over its one axis ``"individuals"`` (``jax.shard_map``; the parameters, passed explicitly, replicated):
 each device maps its own individuals in blocks, stacked results stay sharded, and sums are
 reduced across devices (``psum``; a weighted sum of sharded rows, as the log-likelihood's
 ``sum_i w_i LL_i``, is reduced by XLA). :func:`place_individuals` pads the individuals to a
 multiple of the number of devices with copies of the first individual of sampling weight 0
 (they add nothing to any weighted sum; callers drop their rows) and shards them.
-:class:`~jaxiclv.Problem` always has a mesh, of one device or many: the same code path.
+:class:`~jaxiclv.Problem` uses a mesh when it has more than one device (on one, arrays placed
+on a one-device mesh measured slower, :func:`place_individuals`); the functions mapped are the
+same either way.
 
 Block size (``chunk_size="auto"``, :func:`auto_chunk_size`): a block of ``n`` individuals with
 ``R`` draws holds about ``n R W`` per-draw values, ``W = T J + K + D`` (utilities of the
@@ -41,6 +43,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Float
+
+from ._draws import OnTheFly
 
 __all__ = ["Blocks", "INDIVIDUALS", "individual_mesh", "place_individuals", "gather_individuals",
            "for_each_individual",
@@ -90,25 +94,37 @@ def place_individuals(data, draws, mesh: Mesh):
     """``(data, draws)`` padded to a multiple of ``mesh.size`` individuals with copies of the
     first individual of sampling weight 0, and sharded over ``mesh`` (each process supplies
     its own devices' rows: ``jax.make_array_from_callback``, so under ``jax.distributed``
-    every process passes the whole panel and holds only its devices' individuals)."""
+    every process passes the whole panel and holds only its devices' individuals); the
+    source of :class:`~jaxiclv._draws.OnTheFly` draws is replicated. A mesh of
+    one device: the arrays on that device, not committed to the mesh (use no mesh in the
+    layout). Timings on this project's 2-core machine are bimodal across processes (the
+    structured Hessian at the reference size 0.42-0.47 s or 0.72-0.80 s, whatever the code);
+    with the arrays on a one-device mesh 5 processes of 5 were slow, without it 1 of 5."""
+    if mesh.size == 1:
+        return jax.device_put((data, draws), mesh.devices.flat[0])
     n = draws.shape[0]
     extra = -n % mesh.size
-    sharding = NamedSharding(mesh, _SHARDED)
+    rows, shared, _ = _individual_axis(draws)
 
     def pad(a):  # (N, ...) -> (N + extra, ...): copies of the first individual
         a = np.asarray(a)
         return np.concatenate([a, np.broadcast_to(a[:1], (extra, *a.shape[1:]))])
 
-    def place(a):
+    def place(a, spec=_SHARDED):
         a = np.asarray(a)
-        return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+        return jax.make_array_from_callback(a.shape, NamedSharding(mesh, spec),
+                                            lambda index: a[index])
 
     if extra:
-        data, draws = jax.tree.map(pad, (data, draws))
+        data, rows = jax.tree.map(pad, (data, rows))
         weights = data.weights.copy()
         weights[n:] = 0.0
         data = eqx.tree_at(lambda d: d.weights, data, weights)
-    return jax.tree.map(place, (data, draws))
+    data, rows = jax.tree.map(place, (data, rows))
+    if shared is None:
+        return data, rows
+    return data, OnTheFly(jax.tree.map(lambda a: place(a, PartitionSpec()), shared), rows,
+                          draws.dtype)
 
 
 def gather_individuals(rows, n_individuals: int):
@@ -198,22 +214,36 @@ def map_individuals(f, xs, chunk_size: int):
                                         for s, k in zip(shapes, keep)])
 
 
-def for_each_individual(f, params, data, draws: Float[Array, "N R D"],
+def _individual_axis(draws):
+    """``(rows, shared, draws_of)``: what of ``draws`` lies along the individual axis (an
+    ``(N, R, D)`` array; the indices of :class:`~jaxiclv._draws.OnTheFly` draws), what every
+    individual shares (``None``; the draws' source), and ``draws_of(shared, rows_b)``, the
+    ``(R, D)`` or ``(n, R, D)`` draws of one row or a block of rows (made there, on the fly)."""
+    if isinstance(draws, OnTheFly):
+        return (draws.individuals, draws.source,
+                lambda source, rows: OnTheFly(source, rows, draws.dtype).of(rows))
+    return draws, None, lambda shared, rows: rows
+
+
+def for_each_individual(f, params, data, draws: Float[Array, "N R D"] | OnTheFly,
                         chunk_size: int | None | Blocks):
     """``f(params, x_i, eta_i)`` of every individual, stacked on a leading axis ``N``
     (sharded like the individuals): all at once (``vmap``) or over blocks of individuals, on
     each device of the layout (``chunk_size``: individuals per block, ``None`` or a
     :class:`Blocks`). ``params`` (a pytree: the model, the parameter vector) is what every
-    individual shares."""
+    individual shares; ``eta_i`` the individual's ``(R, D)`` draws (made in the block for
+    :class:`~jaxiclv._draws.OnTheFly` draws)."""
     blocks = _as_blocks(chunk_size)
+    rows, shared, draws_of = _individual_axis(draws)
 
-    def local(params, data, draws):
-        one = lambda x, eta: f(params, x, eta)
+    def local(params_shared, data, rows):
+        params, shared = params_shared
+        one = lambda x, row: f(params, x, draws_of(shared, row))
         if blocks.size is None:
-            return jax.vmap(one)(data, draws)
-        return map_individuals(lambda xe: one(*xe), (data, draws), blocks.size)
+            return jax.vmap(one)(data, rows)
+        return map_individuals(lambda xr: one(*xr), (data, rows), blocks.size)
 
-    return _over_devices(local, blocks.mesh, False, params, data, draws)
+    return _over_devices(local, blocks.mesh, False, (params, shared), data, rows)
 
 
 def _accumulate(f, xs, chunk_size: int | None):
@@ -239,13 +269,20 @@ def _accumulate(f, xs, chunk_size: int | None):
             jax.tree.map(lambda a, b: jnp.concatenate([a, b]), rows, rest_rows))
 
 
-def accumulate_over_chunks(f, params, xs, chunk_size: int | None | Blocks):
-    """``(sum_b sums_b, rows)`` where ``f(params, xs_b) = (sums_b, rows_b)`` for blocks ``xs_b`` of
-    individuals (the leading axis of every leaf of ``xs``) under the layout ``chunk_size``:
-    on each device the sums are accumulated with ``jax.lax.scan`` (memory of one block,
-    however many individuals), then summed across devices (``psum``); the rows (leading
-    axis the block's individuals) are stacked back to ``N``, sharded like the individuals."""
+def accumulate_over_chunks(f, params, data, draws: Float[Array, "N R D"] | OnTheFly,
+                           chunk_size: int | None | Blocks):
+    """``(sum_b sums_b, rows)`` where ``f(params, data_b, draws_b) = (sums_b, rows_b)`` for
+    blocks of individuals (``draws_b``: their ``(n, R, D)`` draws, made in the block for
+    :class:`~jaxiclv._draws.OnTheFly` draws) under the layout ``chunk_size``: on each device
+    the sums are accumulated with ``jax.lax.scan`` (memory of one block, however many
+    individuals), then summed across devices (``psum``); the rows (leading axis the block's
+    individuals) are stacked back to ``N``, sharded like the individuals."""
     blocks = _as_blocks(chunk_size)
+    rows, shared, draws_of = _individual_axis(draws)
 
-    local = lambda params, xs: _accumulate(lambda block: f(params, block), xs, blocks.size)
-    return _over_devices(local, blocks.mesh, True, params, xs)
+    def local(params_shared, data, rows):
+        params, shared = params_shared
+        block_f = lambda block: f(params, block[0], draws_of(shared, block[1]))
+        return _accumulate(block_f, (data, rows), blocks.size)
+
+    return _over_devices(local, blocks.mesh, True, (params, shared), data, rows)

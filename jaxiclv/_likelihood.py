@@ -16,6 +16,7 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
 from ._data import PanelArrays
+from ._draws import OnTheFly
 from ._individuals import for_each_individual
 
 __all__ = ["individual_loglik", "loglik_per_individual", "simulated_loglik", "check_inputs"]
@@ -30,9 +31,9 @@ def check_inputs(model, data: PanelArrays, draws) -> None:
         return
     model.check_data(data)
     n, d = data.task_mask.shape[0], model.n_draw_dims
-    if jnp.ndim(draws) != 3 or jnp.shape(draws)[0] != n or jnp.shape(draws)[2] != d:
-        raise ValueError(f"draws must have shape (N, R, D) = ({n}, R, {d}), got "
-                         f"{jnp.shape(draws)}")
+    shape = draws.shape if isinstance(draws, OnTheFly) else jnp.shape(draws)
+    if len(shape) != 3 or shape[0] != n or shape[2] != d:
+        raise ValueError(f"draws must have shape (N, R, D) = ({n}, R, {d}), got {shape}")
 
 
 def individual_loglik(model, x: PanelArrays, eta: Float[Array, "R D"]) -> Float[Array, ""]:

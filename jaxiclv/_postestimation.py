@@ -232,7 +232,7 @@ def _problem_for(result, data: pd.DataFrame | Panel | None, draws):
                          "(an array (N, R, D) or a generator)")
     return Problem(result.model, panel, generator, fixed=result.fixed, chunk_size="auto",
                    dtype=problem.dtype, gradient=problem.gradient,
-                   devices=list(problem.blocks.mesh.devices.flat))
+                   devices=list(problem.devices), draws_on_the_fly=problem.draws_on_the_fly)
 
 
 def _require_choice(result):

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ._data import Panel
-from ._draws import default_draws, make_draws
+from ._draws import default_draws, problem_draws
 from ._gradients import loglik_and_grad_per_individual, simulated_loglik_analytic
 from ._kernels import check_dtype
 from ._hessian import HESSIANS, compare_hessians, finite_difference_steps, hessian
@@ -167,11 +167,19 @@ class Problem:
     ``n_individuals`` rows. ``pullbacks``: ``"hand-derived"`` (default: the built-in
     kernels' own, ``jax.vjp`` for user-written components) or ``"autodiff"`` (``jax.vjp`` for
     every component), for the analytic gradient and the structured Hessian.
+    ``draws_on_the_fly``: a built-in generator's draws are made inside the compiled functions
+    for the block of individuals being evaluated (:class:`~jaxiclv._draws.OnTheFly`: memory
+    holds one block's draws; the values are those of the materialised array bit for bit)
+    with ``True``; materialised as an ``(N, R, D)`` array with ``False``; ``"auto"``
+    (default) makes them on the fly when the array would hold more than
+    :data:`~jaxiclv._draws.ON_THE_FLY_ABOVE` (``2^27``, 1 GiB in float64) values.
+    ``draws`` is then the :class:`~jaxiclv._draws.OnTheFly` draws or the array.
     """
 
     def __init__(self, model, panel: Panel, draws=None, fixed: Iterable[str] = (),
                  chunk_size: int | str | None = "auto", dtype=jnp.float64,
-                 gradient: str = "analytic", pullbacks: str = "hand-derived", devices=None):
+                 gradient: str = "analytic", pullbacks: str = "hand-derived", devices=None,
+                 draws_on_the_fly: bool | str = "auto"):
         if gradient not in GRADIENTS:
             raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
         if pullbacks not in PULLBACKS:
@@ -185,14 +193,16 @@ class Problem:
         self.dtype = dtype
         self.space = ParameterSpace.from_model(model, fixed)
         mesh = individual_mesh(devices)
-        draws = np.asarray(make_draws(default_draws(draws), panel.n_individuals,
-                                      model.n_draw_dims, model.draw_dimensions), dtype=dtype)
+        self.draws_on_the_fly = draws_on_the_fly
+        draws = problem_draws(default_draws(draws), panel.n_individuals, model.n_draw_dims,
+                              model.draw_dimensions, draws_on_the_fly, dtype)
         data = jax.tree.map(lambda a: np.asarray(a, dtype) if jnp.issubdtype(a.dtype, jnp.floating)
                             else np.asarray(a), panel.arrays)
         per_device = -(-panel.n_individuals // mesh.size)
         size = resolve_chunk_size(chunk_size, per_device, draws.shape[1],
                                   per_draw_width(data, model.n_draw_dims))
-        self.blocks = Blocks(size, mesh)
+        self.devices = tuple(mesh.devices.flat)
+        self.blocks = Blocks(size, mesh if mesh.size > 1 else None)  # one device: no mesh
         self.data, self.draws = place_individuals(data, draws, mesh)
 
     @property

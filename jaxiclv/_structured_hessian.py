@@ -102,14 +102,14 @@ def structured_hessian(space, theta, data, draws, chunk_size: int | None = None,
             return log_l[0], space.flatten_gradient(pullback(jnp.ones(1, e.dtype)))
         return jax.vmap(one)(eta)
 
-    def outer_products(model, block):
+    def outer_products(model, data, draws):
         # (n, R), (n, R, P)
-        log_l, scores = jax.vmap(draw_scores, in_axes=(None, 0, 0))(model, *block)
+        log_l, scores = jax.vmap(draw_scores, in_axes=(None, 0, 0))(model, data, draws)
         posterior = jax.nn.softmax(log_l, axis=1)  # w_ir
         mean = jnp.einsum("nr,nrp->np", posterior, scores)  # g_i
         centred = jnp.sqrt(posterior)[:, :, None] * (scores - mean[:, None, :])  # (n, R, P)
         loglik = logsumexp(log_l, axis=1) - jnp.log(log_l.shape[1])  # log((1/R) sum_r L_ir)
-        outer = jnp.einsum("n,nrp,nrq->pq", block[0].weights, centred, centred)  # sampling w_i
+        outer = jnp.einsum("n,nrp,nrq->pq", data.weights, centred, centred)  # sampling w_i
         return outer, (loglik, mean)
 
     block = chunk_size_for_directions(chunk_size, min(batch_size, n_colors))
@@ -118,7 +118,7 @@ def structured_hessian(space, theta, data, draws, chunk_size: int | None = None,
         return space.flatten_gradient(
             loglik_and_grad(space.unflatten(t), data, draws, block, pullbacks)[1])
 
-    outer, (loglik, gradients) = accumulate_over_chunks(outer_products, model, (data, draws),
+    outer, (loglik, gradients) = accumulate_over_chunks(outer_products, model, data, draws,
                                                         chunk_size)
     # the second term along the compressed directions: H v less the first term's v (forward
     # mode over the whole gradient measured faster on CPU than over sum_r w_r s_r with the

@@ -6,7 +6,8 @@ individuals) is a two-LV model (ordered logit and normal indicators, one shared;
 multinomial logit with availability and interactions; unbalanced tasks; sampling weights; a
 missing answer) on one device and on every device: the LL, analytic and autodiff gradients,
 scores, ``second_order`` (the structured Hessian) and every Hessian method at a random
-point. The case ``estimate`` is a whole
+point; a case ``N+fly`` also the LL, gradient, scores and ``second_order`` with the draws
+made on the fly on every device. The case ``estimate`` is a whole
 ``estimate`` of an identified one-LV model and its post-estimation (posterior, predict,
 shares, component table). Differences are ``max |sharded - single| / max |single|`` per
 quantity; the tests set the bounds.
@@ -72,16 +73,16 @@ def difference(got, want) -> float:
                default=0.0)
 
 
-def compare(n: int) -> dict[str, float]:
+def compare(n: int, on_the_fly: bool) -> dict[str, float]:
     rng = np.random.default_rng(n)
     spec = with_random_values(model(), rng)
     data = panel(spec, n)
     draws = jic.Halton(N_DRAWS, seed=1)
     single = jic.Problem(spec, data, draws, devices=1, chunk_size=2)
     sharded = jic.Problem(spec, data, draws, chunk_size=2)
-    assert sharded.blocks.mesh.size == jax.device_count() > 1
+    assert len(sharded.devices) == jax.device_count() > 1
     theta = jnp.asarray(random_values(single.space.names, spec.latent.names, rng))
-    out = {"devices": float(sharded.blocks.mesh.size),
+    out = {"devices": float(len(sharded.devices)),
            "padded": float(sharded.draws.shape[0] - n)}
     for what in ("loglik", "loglik_and_grad", "scores"):
         out[what] = difference(getattr(sharded, what)(theta), getattr(single, what)(theta))
@@ -92,6 +93,11 @@ def compare(n: int) -> dict[str, float]:
     out["autodiff scores"] = difference(auto[None].scores(theta), auto[1].scores(theta))
     out["second_order"] = difference(sharded.second_order(theta), single.second_order(theta))
     out["explain_nonfinite"] = float(sharded.explain_nonfinite(theta) != "")
+    if on_the_fly:
+        fly = jic.Problem(spec, data, draws, chunk_size=2, draws_on_the_fly=True)
+        for what in ("loglik", "loglik_and_grad", "scores", "second_order"):
+            out[f"on the fly {what}"] = difference(getattr(fly, what)(theta),
+                                                   getattr(single, what)(theta))
     for method in jic.HESSIANS:
         out[f"hessian {method}"] = difference(sharded.hessian(theta, method, batch_size=4),
                                               single.hessian(theta, method, batch_size=4))
@@ -107,7 +113,7 @@ def compare_estimates(devices=None) -> dict[str, float]:
     draws = jic.Halton(N_DRAWS, seed=1)
     one, many = (jic.estimate(spec, data, draws, devices=d, chunk_size=8) for d in (1, devices))
     out = {"converged": float(one.converged and many.converged),
-           "devices": float(many.problem.blocks.mesh.size)}
+           "devices": float(len(many.problem.devices))}
     for name in ("llf", "params", "bse", "scores", "hessian"):
         out[f"estimate {name}"] = difference(np.asarray(getattr(many, name)),
                                              np.asarray(getattr(one, name)))
@@ -127,8 +133,8 @@ def compare_estimates(devices=None) -> dict[str, float]:
 
 
 def main(path: str, cases) -> None:
-    results = {case: compare_estimates() if case == "estimate" else compare(int(case))
-               for case in cases}
+    results = {case: compare_estimates() if case == "estimate" else
+               compare(int(case.removesuffix("+fly")), case.endswith("+fly")) for case in cases}
     for values in results.values():
         values["processes"] = float(jax.process_count())
     with open(path, "w") as f:

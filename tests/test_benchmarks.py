@@ -13,8 +13,9 @@ hundred):
 - forward-difference Hessians, ``h = sqrt(eps) max(|theta|, 1)`` ~ 1.5e-8: truncation
   ``h |g''| / 2`` plus rounding ``eps |g| / h``, ~1e-6 here; 1e-4. Central differences,
   ``h = eps^(1/3) max(|theta|, 1)``: ``h^2 |g'''| / 6`` plus ``eps |g| / h``, ~1e-8; 1e-6.
-- sharded over two devices against one device (the devices group): the same terms summed in
-  another order, rounding only; 1e-12.
+- sharded over two devices against one device (the devices group), and draws made on the fly
+  against the same draws materialised (the memory group): the same terms summed in another
+  order, rounding only; 1e-12.
 - float32 against float64: float32 rounding (eps 1.2e-7) accumulated over the N R K per-draw
   terms of the quick case (16 x 8 x 4 ~ 500): at worst ~6e-5; 1e-3.
 """
@@ -71,7 +72,9 @@ def test_every_method_ran(quick_run):
             assert wait[call]["llf"] == pytest.approx(wait["cold"]["llf"], rel=1e-9)
     groups = {g for r in report["results"] for g in r["groups"]}
     assert groups == {"reference", "nonlinear", "individuals", "draws", "dtype", "mixed",
-                      "devices"}
+                      "devices", "memory"}
+    assert {r["on_the_fly"] for r in report["results"] if "memory" in r["groups"]} == {False,
+                                                                                      True}
     assert {r["n_devices"] for r in report["results"] if "devices" in r["groups"]} == {1, 2}
 
 
@@ -97,6 +100,9 @@ def test_accuracy_checks_agree(quick_run):
     for row in report["results"]:
         if (row.get("devices") or 1) > 1:  # against one device: the sums in another order
             assert row["reference"].endswith(f"-D1 {row['method']}"), row
+            assert row["max_rel_err"] < SHARDED_TOLERANCE, row
+        elif row.get("on_the_fly"):  # against the draws materialised: the same draws
+            assert row["reference"] == f"{row['key'].removesuffix('-fly')} {row['method']}"
             assert row["max_rel_err"] < SHARDED_TOLERANCE, row
         elif row["dtype"] == "float32":
             assert row["result_dtype"] == "float32", row  # not silently computed in float64

@@ -740,8 +740,9 @@ def test_accumulate_over_chunks_equals_one_sum(chunk_size):
     the rows come back in the individuals' order."""
     from jaxiclv._individuals import accumulate_over_chunks
     x = jax.numpy.arange(30.0).reshape(10, 3)
-    block = lambda shift, b: ({"sum": b.sum(0), "squares": (b * b).sum()}, b[:, ::-1] + shift)
-    got, rows = accumulate_over_chunks(block, 1.0, x, chunk_size)
+    block = lambda shift, b, eta: ({"sum": b.sum(0), "squares": (eta * eta).sum()},
+                                   b[:, ::-1] + shift)
+    got, rows = accumulate_over_chunks(block, 1.0, x, -x, chunk_size)
     np.testing.assert_array_equal(got["sum"], np.arange(30.0).reshape(10, 3).sum(0))
     assert float(got["squares"]) == float((np.arange(30.0) ** 2).sum())
     np.testing.assert_array_equal(rows, np.arange(30.0).reshape(10, 3)[:, ::-1] + 1.0)

@@ -79,7 +79,8 @@ def _multihost(tmp_path, cases, processes=2):
 def _check(case, values, processes=1):
     assert values["devices"] == DEVICES and values["processes"] == processes
     if case != "estimate":
-        assert values["padded"] == -int(case) % DEVICES
+        assert values["padded"] == -int(case.removesuffix("+fly")) % DEVICES
+        assert case.endswith("+fly") == ("on the fly second_order" in values)
         assert values["explain_nonfinite"] == 0.0  # a finite LL is explained as finite
         assert set(jic.HESSIANS) <= {name.removeprefix("hessian ") for name in values}
     else:
@@ -91,8 +92,9 @@ def _check(case, values, processes=1):
 
 def test_sharded_equals_one_device(tmp_path):
     """The quick loop's case: 3 individuals on 4 devices (fewer individuals than devices, not
-    a multiple of them: one device holds only a padded individual)."""
-    for case, values in _sharded(tmp_path, [3]).items():
+    a multiple of them: one device holds only a padded individual), also with the draws made
+    on the fly on every device."""
+    for case, values in _sharded(tmp_path, ["3+fly"]).items():
         _check(case, values)
 
 
