@@ -318,7 +318,9 @@ def estimate(model, panel: Panel, draws=None, *, fixed: Iterable[str] = (),
         individuals at a time (``True``), or hold them all as an ``(N, R, D)`` array
         (``False``); ``"auto"`` (default): on the fly when the array would exceed 2^27 values
         (1 GiB in float64). The draws, and so the results, are the same either way.
-    dtype: ``jnp.float64`` (default) or ``jnp.float32``.
+    dtype: ``jnp.float64`` (default) or ``jnp.float32`` (for accelerators): the per-draw
+        work in that dtype, every sum over draws and individuals in float64, the
+        log-likelihood reported in float64, the estimates in ``dtype``.
     start: where the optimiser starts: ``None`` (default: the model's values), a mapping of
         parameter names to values (:func:`set_values` names, natural scale included), a
         :class:`Results` (a warm start: its estimates of the parameters this model shares

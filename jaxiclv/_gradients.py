@@ -33,7 +33,7 @@ from jaxtyping import Array, Float
 
 from ._data import PanelArrays
 from ._individuals import for_each_individual
-from ._likelihood import check_inputs, simulated_loglik
+from ._likelihood import SUMS, check_inputs, simulated_loglik
 
 __all__ = ["individual_loglik_and_grad", "loglik_and_grad_per_individual", "loglik_and_grad",
            "simulated_loglik_analytic"]
@@ -43,9 +43,9 @@ def individual_loglik_and_grad(model, x: PanelArrays, eta: Float[Array, "R D"],
                                pullbacks: str = "hand-derived"):
     """``(LL_i, dLL_i / d model)`` for one individual; the gradient is a model-shaped pytree."""
     log_l, pullback = model.draw_logliks_and_pullback(x, eta, pullbacks)
-    log_mean = logsumexp(log_l)
-    weights = jnp.exp(log_l - log_mean)  # (R,) posterior draw weights w_ir
-    return log_mean - jnp.log(eta.shape[0]), pullback(weights)
+    log_mean = logsumexp(log_l.astype(SUMS))
+    weights = jnp.exp(log_l.astype(SUMS) - log_mean)  # (R,) posterior draw weights w_ir
+    return log_mean - jnp.log(eta.shape[0]), pullback(weights.astype(log_l.dtype))
 
 
 def loglik_and_grad_per_individual(model, data: PanelArrays, draws: Float[Array, "N R D"],
@@ -60,10 +60,11 @@ def loglik_and_grad_per_individual(model, data: PanelArrays, draws: Float[Array,
 def loglik_and_grad(model, data: PanelArrays, draws: Float[Array, "N R D"],
                     chunk_size: int | None = None, pullbacks: str = "hand-derived"):
     """``(LL, dLL / d model)``, the simulated log-likelihood and its analytic gradient, each
-    individual weighted by its sampling weight."""
+    individual weighted by its sampling weight, both summed in :data:`SUMS` (float64)."""
     loglik, grads = loglik_and_grad_per_individual(model, data, draws, chunk_size, pullbacks)
-    return (jnp.sum(data.weights * loglik),
-            jax.tree.map(lambda g: jnp.tensordot(data.weights, g, axes=1), grads))
+    weights = data.weights.astype(SUMS)
+    return (jnp.sum(weights * loglik),
+            jax.tree.map(lambda g: jnp.tensordot(weights, g.astype(SUMS), axes=1), grads))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
@@ -81,11 +82,14 @@ def _forward(model, data, draws, chunk_size, pullbacks):
                 f"the analytic log-likelihood is differentiated with respect to the parameters "
                 f"only, not the {name}; differentiate simulated_loglik (automatic "
                 f"differentiation throughout) for derivatives in the {name}")
-    return loglik_and_grad(value(model), value(data), value(draws), chunk_size, pullbacks)
+    model = value(model)
+    loglik, grad = loglik_and_grad(model, value(data), value(draws), chunk_size, pullbacks)
+    # the cotangent of each parameter in its own dtype: the float64 sum rounded once
+    return loglik, jax.tree.map(lambda g, p: g.astype(jnp.result_type(p)), grad, model)
 
 
 def _backward(chunk_size, pullbacks, grad, cotangent):
-    return jax.tree.map(lambda g: cotangent * g, grad), None, None
+    return jax.tree.map(lambda g: (cotangent * g).astype(g.dtype), grad), None, None
 
 
 _loglik_with_analytic_vjp.defvjp(_forward, _backward, symbolic_zeros=True)

@@ -6,6 +6,13 @@ for one individual at its draws; here it is averaged over the draws in log space
 at once (``chunk_size=None``) or ``chunk_size`` individuals at a time (``jax.lax.map``,
 checkpointed), which bounds memory at ``O(chunk_size * R)`` per-draw terms, also under
 ``jax.grad``, and keeps the working set in cache.
+
+Precision: the per-draw terms ``log L_ir`` are computed in the problem's dtype (float64 by
+default; float32 on request, for accelerators); the sums over draws (``logsumexp``) and over
+individuals are accumulated in :data:`SUMS`, float64, whatever that dtype. In float32 the
+rounding of a total of ``N`` individual terms then does not grow with ``N``: ``LL`` carries
+each ``LL_i``'s float32 error (a few eps32 of ``|LL_i|``, from its ``T + K`` terms), not
+``N`` eps32 of ``|LL|``.
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ from ._data import PanelArrays
 from ._draws import OnTheFly
 from ._individuals import for_each_individual
 
-__all__ = ["individual_loglik", "loglik_per_individual", "simulated_loglik", "check_inputs"]
+__all__ = ["individual_loglik", "loglik_per_individual", "simulated_loglik", "check_inputs",
+           "SUMS"]
+
+SUMS = jnp.float64  # the dtype of every sum over draws and over individuals
 
 
 def check_inputs(model, data: PanelArrays, draws) -> None:
@@ -37,8 +47,8 @@ def check_inputs(model, data: PanelArrays, draws) -> None:
 
 
 def individual_loglik(model, x: PanelArrays, eta: Float[Array, "R D"]) -> Float[Array, ""]:
-    """``log((1/R) sum_r L_ir)`` for one individual."""
-    log_l = model.draw_logliks(x, eta)  # (R,)
+    """``log((1/R) sum_r L_ir)`` for one individual (in :data:`SUMS`)."""
+    log_l = model.draw_logliks(x, eta).astype(SUMS)  # (R,)
     return logsumexp(log_l) - jnp.log(eta.shape[0])
 
 
@@ -52,4 +62,5 @@ def loglik_per_individual(model, data: PanelArrays, draws: Float[Array, "N R D"]
 def simulated_loglik(model, data: PanelArrays, draws: Float[Array, "N R D"],
                      chunk_size: int | None = None) -> Float[Array, ""]:
     """``LL = sum_i w_i log((1/R) sum_r L_ir)`` (``w_i``: the sampling weights, 1 unless given)."""
-    return jnp.sum(data.weights * loglik_per_individual(model, data, draws, chunk_size))
+    return jnp.sum(data.weights.astype(SUMS) * loglik_per_individual(model, data, draws,
+                                                                     chunk_size))

@@ -32,7 +32,7 @@ from ._hessian import HESSIANS, compare_hessians, finite_difference_steps, hessi
 from ._individuals import (Blocks, chunk_size_for_directions, for_each_individual,
                            gather_individuals, individual_mesh, per_draw_width, place_individuals,
                            resolve_chunk_size)
-from ._likelihood import individual_loglik, simulated_loglik
+from ._likelihood import SUMS, individual_loglik, simulated_loglik
 from ._model import PULLBACKS
 from ._parameters import ParameterSpace
 from ._structured_hessian import structured_hessian
@@ -123,7 +123,9 @@ def _second_order(space, theta, data, draws, gradient, blocks, pullbacks, method
         loglik, gradients, hess = structured_hessian(space, theta, data, draws, blocks,
                                                      batch_size, pullbacks)
         scores = data.weights[:, None] * gradients
-        return jnp.sum(data.weights * loglik), jnp.sum(scores, axis=0), scores, hess
+        weights = data.weights.astype(SUMS)
+        return (jnp.sum(weights * loglik),
+                jnp.sum(scores.astype(SUMS), axis=0).astype(theta.dtype), scores, hess)
     static = (gradient, blocks, pullbacks)
     llf, grad = jax.value_and_grad(objective, argnums=1)(space, theta, data, draws, *static)
     return (llf, grad, _scores(space, theta, data, draws, *static),
@@ -174,6 +176,10 @@ class Problem:
     (default) makes them on the fly when the array would hold more than
     :data:`~jaxiclv._draws.ON_THE_FLY_ABOVE` (``2^27``, 1 GiB in float64) values.
     ``draws`` is then the :class:`~jaxiclv._draws.OnTheFly` draws or the array.
+    ``dtype``: the parameters', data's and draws' dtype, float64 (default) or float32; the
+    sums over draws and individuals are float64 whatever it is
+    (:data:`~jaxiclv._likelihood.SUMS`): the log-likelihood comes back in float64, the
+    gradient and Hessian in ``dtype``.
     """
 
     def __init__(self, model, panel: Panel, draws=None, fixed: Iterable[str] = (),

@@ -41,6 +41,7 @@ from jax.scipy.special import logsumexp
 from ._gradients import loglik_and_grad
 from ._hessian import directional_derivatives
 from ._individuals import accumulate_over_chunks, chunk_size_for_directions
+from ._likelihood import SUMS
 
 __all__ = ["structured_hessian", "compressed_directions"]
 
@@ -105,11 +106,14 @@ def structured_hessian(space, theta, data, draws, chunk_size: int | None = None,
     def outer_products(model, data, draws):
         # (n, R), (n, R, P)
         log_l, scores = jax.vmap(draw_scores, in_axes=(None, 0, 0))(model, data, draws)
-        posterior = jax.nn.softmax(log_l, axis=1)  # w_ir
+        posterior = jax.nn.softmax(log_l.astype(SUMS), axis=1).astype(scores.dtype)  # w_ir
         mean = jnp.einsum("nr,nrp->np", posterior, scores)  # g_i
         centred = jnp.sqrt(posterior)[:, :, None] * (scores - mean[:, None, :])  # (n, R, P)
-        loglik = logsumexp(log_l, axis=1) - jnp.log(log_l.shape[1])  # log((1/R) sum_r L_ir)
-        outer = jnp.einsum("n,nrp,nrq->pq", data.weights, centred, centred)  # sampling w_i
+        # log((1/R) sum_r L_ir)
+        loglik = logsumexp(log_l.astype(SUMS), axis=1) - jnp.log(log_l.shape[1])
+        # sampling weights w_i; a block's products in the problem's dtype, summed over the
+        # blocks and devices in SUMS
+        outer = jnp.einsum("n,nrp,nrq->pq", data.weights, centred, centred).astype(SUMS)
         return outer, (loglik, mean)
 
     block = chunk_size_for_directions(chunk_size, min(batch_size, n_colors))
@@ -125,4 +129,5 @@ def structured_hessian(space, theta, data, draws, chunk_size: int | None = None,
     # weights held fixed)
     along = directional_derivatives(gradient, theta, directions, batch_size)  # (C, P)
     compressed = along - directions @ outer
-    return loglik, gradients, outer + _recover(compressed, terms, colors)
+    # summed in SUMS, rounded once to the parameters' dtype (the per-draw scores' precision)
+    return loglik, gradients, (outer + _recover(compressed, terms, colors)).astype(theta.dtype)

@@ -16,8 +16,9 @@ hundred):
 - sharded over two devices against one device (the devices group), and draws made on the fly
   against the same draws materialised (the memory group): the same terms summed in another
   order, rounding only; 1e-12.
-- float32 against float64: float32 rounding (eps 1.2e-7) accumulated over the N R K per-draw
-  terms of the quick case (16 x 8 x 4 ~ 500): at worst ~6e-5; 1e-3.
+- float32 against float64: float32 rounding (eps 1.2e-7) of the per-draw terms, summed in
+  float64 (the LL) or rounded once after a float64 sum (gradients, Hessians): at worst ~6e-5
+  in the quick case; 1e-3. Above 1e-10: computed in float32, not silently in float64.
 """
 
 import importlib.util
@@ -105,8 +106,10 @@ def test_accuracy_checks_agree(quick_run):
             assert row["reference"] == f"{row['key'].removesuffix('-fly')} {row['method']}"
             assert row["max_rel_err"] < SHARDED_TOLERANCE, row
         elif row["dtype"] == "float32":
-            assert row["result_dtype"] == "float32", row  # not silently computed in float64
-            assert row["max_rel_err"] < FLOAT32_TOLERANCE, row
+            # the LL is float32 per-draw work summed in float64; the rest float32
+            assert row["result_dtype"] == ("float64" if row["method"] == "loglik"
+                                           else "float32"), row
+            assert 1e-10 < row["max_rel_err"] < FLOAT32_TOLERANCE, row  # not float64 inside
         elif row["method"] in TOLERANCE:
             assert row["max_rel_err"] < TOLERANCE[row["method"]], row
         else:  # loglik, grad-analytic, hessian-jacfwd at float64 are their own reference
