@@ -14,7 +14,8 @@ so no ``[N, R, P]`` array is ever formed.
 Peak memory of :func:`loglik_and_grad` (float64 words), for ``n = N`` (or ``chunk_size``)
 individuals at a time: about ``n R (L + c_K K + c_C T J)`` for the per-draw terms of the
 measurement (``c_K`` ~ 3: log P and the two ends) and choice (``c_C`` ~ 2: V and log P) models,
-plus ``N P`` for the per-individual gradients.
+plus ``n P`` for the block's per-individual gradients (summed block by block; the ``N P``
+scores only for :func:`loglik_and_grad_per_individual`).
 
 :func:`loglik_and_grad` is an ordinary function (no custom rule), so ``jax.jacfwd`` can
 differentiate it for the Hessian; :func:`simulated_loglik_analytic` is the log-likelihood with
@@ -32,7 +33,7 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
 from ._data import PanelArrays
-from ._individuals import for_each_individual
+from ._individuals import accumulate_over_chunks, for_each_individual
 from ._likelihood import SUMS, check_inputs, simulated_loglik
 
 __all__ = ["individual_loglik_and_grad", "loglik_and_grad_per_individual", "loglik_and_grad",
@@ -61,10 +62,18 @@ def loglik_and_grad(model, data: PanelArrays, draws: Float[Array, "N R D"],
                     chunk_size: int | None = None, pullbacks: str = "hand-derived"):
     """``(LL, dLL / d model)``, the simulated log-likelihood and its analytic gradient, each
     individual weighted by its sampling weight, both summed in :data:`SUMS` (float64)."""
-    loglik, grads = loglik_and_grad_per_individual(model, data, draws, chunk_size, pullbacks)
-    weights = data.weights.astype(SUMS)
-    return (jnp.sum(weights * loglik),
-            jax.tree.map(lambda g: jnp.tensordot(weights, g.astype(SUMS), axes=1), grads))
+    check_inputs(model, data, draws)
+
+    def block_sums(model, data, draws):  # a block of n individuals: (LL_b, gradient_b), ()
+        loglik, grads = jax.vmap(lambda x, eta: individual_loglik_and_grad(
+            model, x, eta, pullbacks))(data, draws)  # (n,), leaves (n, ...)
+        weights = data.weights.astype(SUMS)
+        return (jnp.sum(weights * loglik),
+                jax.tree.map(lambda g: jnp.tensordot(weights, g.astype(SUMS), axes=1),
+                             grads)), ()
+
+    # summed block by block: memory of one block's gradients, also for the Hessians' tangents
+    return accumulate_over_chunks(block_sums, model, data, draws, chunk_size)[0]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
