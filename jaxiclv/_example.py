@@ -134,7 +134,15 @@ def drug_choice_panel(frame: pd.DataFrame) -> Panel:
     """Apollo's drugChoice table (or some of its respondents) as a :class:`Panel`: for each
     level in :data:`DRUG_LEVELS`, its dummy ``{variable}_{level}_{j}`` in alternative ``j``
     (``None`` where the level never occurs in ``j``: Novum only in the branded ones, say), then
-    ``side_effects_j`` and ``price_j``; the choice is ``best``."""
+    ``side_effects_j`` and ``price_j``; the choice is ``best``. A table without one of the
+    columns these need raises a ValueError naming every missing one."""
+    needed = ["ID", "best", *DRUG_ITEMS, *DRUG_COVARIATES,
+              *(f"{variable}_{j}" for variable in DRUG_LEVELS for j in DRUG_ALTERNATIVES),
+              *(f"{name}_{j}" for name in DRUG_NUMERIC for j in DRUG_ALTERNATIVES)]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the drug-choice table lacks the columns {missing} (Apollo's "
+                         f"drugChoice columns are needed)")
     df = frame.copy()
     attributes = {}
     for variable, kept in DRUG_LEVELS.items():

@@ -47,6 +47,12 @@ def test_default_optimizer_reaches_the_reference_optimum():
 DRUG_CHOICE = Path(__file__).resolve().parent.parent / "notebooks" / "data" / "drugChoice.csv.gz"
 
 
+def test_drug_choice_table_without_its_columns_is_a_clear_error():
+    df = pd.read_csv(DRUG_CHOICE, nrows=20).drop(columns=["price_2", "attitude_patent"])
+    with pytest.raises(ValueError, match=r"lacks the columns \['attitude_patent', 'price_2'\]"):
+        ex.drug_choice_panel(df)
+
+
 def test_drug_choice_coding_is_apollos():
     """The study as ``notebooks/data/drugChoice.md`` describes it: 1,000 respondents x 10 tasks,
     37 free parameters; each dummy is 1 exactly where its alternative has the level, and present
