@@ -31,8 +31,11 @@ def problems():
     model = jic.set_values(mini_model(), MINI_TRUTH)
     panel = simulated_panel(model, 400, 3, seed=1)
     draws = jic.Halton(50, seed=2)
-    return {dtype: jic.Problem(model, panel, draws, dtype=dtype)
-            for dtype in (jnp.float32, jnp.float64)}
+    problems = {dtype: jic.Problem(model, panel, draws, dtype=dtype)
+                for dtype in (jnp.float32, jnp.float64)}
+    problems["autodiff32"] = jic.Problem(model, panel, draws, dtype=jnp.float32,
+                                         gradient="autodiff")
+    return problems
 
 
 def _per_individual(problem, theta):
@@ -90,3 +93,19 @@ def test_matrix_products_are_traced_in_full_precision(problems):
     assert products
     for line in products:
         assert "precision = [HIGHEST, HIGHEST]" in line, line
+
+
+def test_float32_analytic_gradient_equals_autodiff(problems):
+    """The analytic float32 gradient (float64 sums, rounded once) against ``jax.grad`` of the
+    plain float32 likelihood (JAX's transpose: its sum over individuals in float32), at the
+    truth and at a point far from it: within ``20 eps32 sum_i |s_ip|``, float32 rounding of
+    the per-individual terms either way."""
+    analytic, autodiff = problems[jnp.float32], problems["autodiff32"]
+    rng = np.random.default_rng(5)
+    far = analytic.theta0 + jnp.asarray(rng.uniform(-1.5, 1.5, analytic.theta0.shape),
+                                        jnp.float32)
+    for theta in (analytic.theta0, far):
+        (l_a, g_a), (l_b, g_b) = analytic.loglik_and_grad(theta), autodiff.loglik_and_grad(theta)
+        assert float(l_a) == float(l_b)  # the same float64 sum of the same rows
+        scale = np.sum(np.abs(np.asarray(autodiff.scores(theta), np.float64)), axis=0)
+        assert np.all(np.abs(np.asarray(g_a, np.float64) - np.asarray(g_b)) <= 20 * EPS32 * scale)
